@@ -1,0 +1,37 @@
+"""Shared fixtures: small data directories with real (generated) audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechssl.data.audio import write_wav
+from speechssl.data.kaldi import write_data_dir
+
+
+def make_data_dir(root: Path, speakers: int = 3, per_speaker: int = 4, seed: int = 0) -> Path:
+    """A data dir of chirps + noise (distinct per utterance), 16 kHz, 0.3-0.9 s long."""
+    rng = np.random.default_rng(seed)
+    wav_scp, utt2spk, text, utt2dur = {}, {}, {}, {}
+    for s in range(speakers):
+        spk = f"spk{s:02d}"
+        for u in range(per_speaker):
+            utt = f"{spk}-utt{u:03d}"
+            n = int(rng.integers(4800, 14400))
+            t = np.arange(n) / 16000
+            f0 = 100 + 40 * s + 10 * u
+            wav = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + t)) + 0.01 * rng.standard_normal(n)
+            write_wav(root / "wav" / f"{utt}.wav", wav)
+            wav_scp[utt] = f"wav/{utt}.wav"
+            utt2spk[utt] = spk
+            text[utt] = f"word{u} speaker{s}"
+            utt2dur[utt] = n / 16000
+    write_data_dir(root, wav_scp, utt2spk, text, {"utt2dur": utt2dur})
+    return root
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return make_data_dir(tmp_path / "data")
