@@ -32,7 +32,7 @@ def _where(path: str, utt_id: str | None) -> str:
     return f"utterance '{utt_id}' ({path})" if utt_id else str(path)
 
 
-def _check_complete(path: str, info: sf._SoundFileInfo, utt_id: str | None) -> None:
+def _check_complete(path: str, info: sf.SoundFile, utt_id: str | None) -> None:
     """libsndfile reads a truncated WAV/FLAC without complaint, returning fewer frames than its
     header promises; compare the data chunk size with the file size for WAV."""
     if info.format != "WAV" or not os.path.isfile(path):
@@ -109,16 +109,16 @@ def load_audio(
             raise AudioError(f"{_where(source, utt_id)}: empty file (0 bytes)")
         fileobj = source
     try:
-        info = sf.info(fileobj)
-        if isinstance(fileobj, BytesIO):
-            fileobj.seek(0)
-        else:
-            _check_complete(source, info, utt_id)
-        sr = info.samplerate
-        first = int(round(start * sr))
-        last = None if end is None else int(round(end * sr))
-        data, sr = sf.read(fileobj, start=first, stop=last, dtype="float32", always_2d=True)
-    except sf.LibsndfileError as e:
+        with sf.SoundFile(fileobj) as f:
+            if not isinstance(fileobj, BytesIO):
+                _check_complete(source, f, utt_id)
+            sr = f.samplerate
+            first = int(round(start * sr))
+            if first:
+                f.seek(first)
+            frames = -1 if end is None else max(0, int(round(end * sr)) - first)
+            data = f.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioError(
             f"{_where(source, utt_id)}: cannot decode audio ({e}); the file is corrupt or not "
             "wav/flac/ogg — convert it (e.g. with sox or ffmpeg)"
