@@ -42,7 +42,7 @@ if [ -n "$torch_spec" ]; then
   # shellcheck disable=SC2086  # the spec is a list of requirement strings
   "$py" -m pip install -q $torch_spec
 fi
-"$py" -m pip install -q -e "$root[dev]"
+"$py" -m pip install -q -e "${root}[dev]"
 # Verify by importing, not by trusting pip's exit status.
 "$py" - <<'PY'
 import torch, torchaudio, soundfile, kenlm, sentencepiece, jiwer, speechbrain, kaldiio, speechssl

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: install what the tests need (idempotent), lint, then run pytest.
+#   bash tools/test.sh [pytest args...]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bash tools/install.sh
+. tools/env.sh
+ruff check .
+ruff format --check .
+python -m pytest -q "$@"
