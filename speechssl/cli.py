@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,13 +19,15 @@ from speechssl.data.kaldi import DataDir, DataDirError
 def _data_validate(args: argparse.Namespace) -> int:
     from speechssl.data.validate import validate
 
-    issues = validate(args.dir, check_audio=not args.no_audio)
-    for issue in issues:
-        print(issue)
-    errors = sum(i.severity == "error" for i in issues)
-    warnings = len(issues) - errors
-    print(f"{args.dir}: {errors} errors, {warnings} warnings")
-    return 1 if errors else 0
+    failed = 0
+    for path in args.dirs:
+        issues = validate(path, check_audio=not args.no_audio)
+        for issue in issues:
+            print(issue)
+        errors = sum(i.severity == "error" for i in issues)
+        print(f"{path}: {errors} errors, {len(issues) - errors} warnings")
+        failed += errors > 0
+    return 1 if failed else 0
 
 
 def _data_fix(args: argparse.Namespace) -> int:
@@ -35,10 +38,13 @@ def _data_fix(args: argparse.Namespace) -> int:
 
 
 def _data_split(args: argparse.Namespace) -> int:
-    from speechssl.data.split import split
+    from speechssl.data.split import num_shards, split
 
-    for out in split(DataDir.load(args.dir), args.num_shards, per_utt=args.per_utt):
-        print(out)
+    for path in args.dirs:
+        shards = args.num_shards if args.per_utt else num_shards(path, args.num_shards)
+        if shards > 1:
+            for out in split(DataDir.load(path), shards, per_utt=args.per_utt):
+                print(out)
     return 0
 
 
@@ -78,24 +84,42 @@ def _feature_config(args: argparse.Namespace):
     return load_config(FeatureConfig, args.config, overrides)
 
 
+def _feature_targets(args: argparse.Namespace):
+    """(data dir, its feature dir, its name, its shard count) for each data dir given."""
+    from speechssl.data.split import num_shards
+    from speechssl.features.pipeline import feature_name
+
+    root = args.data_root or Path(os.path.commonpath([Path(d).resolve() for d in args.data]))
+    for data in args.data:
+        name = feature_name(data, root)
+        yield Path(data), Path(args.feat_root) / name, name, num_shards(data, args.nj)
+
+
 def _features_compute(args: argparse.Namespace) -> int:
     from speechssl.features.pipeline import compute_job
 
-    compute_job(args.data, args.feat_dir, _feature_config(args), args.name, args.job)
+    cfg = _feature_config(args)
+    for data, feat_dir, name, shards in _feature_targets(args):
+        if args.job <= shards:
+            shard = data / f"split{shards}" / str(args.job) if shards > 1 else data
+            compute_job(shard, feat_dir, cfg, name, args.job)
     return 0
 
 
 def _features_merge(args: argparse.Namespace) -> int:
     from speechssl.features.pipeline import merge_jobs
 
-    merge_jobs(args.data, args.feat_dir, _feature_config(args), args.name, args.nj)
+    cfg = _feature_config(args)
+    for data, feat_dir, name, shards in _feature_targets(args):
+        merge_jobs(data, feat_dir, cfg, name, shards)
     return 0
 
 
 def _features_cmvn(args: argparse.Namespace) -> int:
     from speechssl.features.pipeline import compute_cmvn
 
-    compute_cmvn(args.data, per_speaker=not args.global_only)
+    for data in args.data:
+        compute_cmvn(data, per_speaker=not args.global_only)
     return 0
 
 
@@ -106,10 +130,16 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _add_feature_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="+", metavar="DATA", help="data dirs (already split for nj>1)")
+    p.add_argument("--feat-root", required=True, help="features go to <feat-root>/<name>/")
+    p.add_argument(
+        "--data-root",
+        help="names are data dir paths relative to this, '/' -> '_' (default: common parent)",
+    )
+    p.add_argument("--nj", type=int, default=1, help="number of jobs the dirs were split for")
     p.add_argument("--config", help="FeatureConfig YAML (e.g. egs/synth/conf/fbank.yaml)")
     p.add_argument("--kind", choices=["fbank", "mfcc"], help="overrides the config's kind")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
-    p.add_argument("--name", required=True, help="name for the ark/scp files, e.g. train_fbank")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Speech self-supervised learning toolkit. Commands:\n"
         "  data       validate | fix | split | subset | info  Kaldi data directories\n"
         "  synth      render the embedded synthetic corpus (espeak-ng, flite)\n"
-        "  features   compute | merge | cmvn  fbank/MFCC features as ark/scp",
+        "  features   compute | merge | cmvn  fbank/MFCC features as ark/scp, sharded jobs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -126,16 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="validate, fix, split, subset, describe data dirs")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     p = dsub.add_parser("validate", help="report problems, naming file and line")
-    p.add_argument("dir")
+    p.add_argument("dirs", nargs="+", metavar="DIR")
     p.add_argument("--no-audio", action="store_true", help="skip checking audio files exist")
     p.set_defaults(func=_data_validate)
     p = dsub.add_parser("fix", help="sort, de-duplicate, drop inconsistent utterances")
     p.add_argument("dir")
     p.add_argument("--no-audio", action="store_true", help="keep utterances with missing audio")
     p.set_defaults(func=_data_fix)
-    p = dsub.add_parser("split", help="split into <dir>/split<N>/{1..N} by speaker")
-    p.add_argument("dir")
-    p.add_argument("num_shards", type=int)
+    p = dsub.add_parser(
+        "split", help="split into <dir>/split<N>/{1..N} by speaker (N capped at #speakers)"
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR")
+    p.add_argument("-n", "--num-shards", type=int, required=True)
     p.add_argument("--per-utt", action="store_true", help="split by utterance, not speaker")
     p.set_defaults(func=_data_split)
     p = dsub.add_parser("subset", help="write a subset of a data dir")
@@ -160,20 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     feats = sub.add_parser("features", help="compute fbank/MFCC features and CMVN stats")
     fsub = feats.add_subparsers(dest="features_command", required=True, metavar="ACTION")
-    p = fsub.add_parser("compute", help="features of one data dir (shard) into ark/scp")
-    p.add_argument("data")
-    p.add_argument("feat_dir")
-    p.add_argument("--job", default="1", help="job index used in file names")
+    p = fsub.add_parser(
+        "compute", help="job J: features of shard <data>/split<K>/J of each data dir into ark/scp"
+    )
+    p.add_argument("--job", type=int, default=1, help="this job's index, 1..nj")
     _add_feature_options(p)
     p.set_defaults(func=_features_compute)
-    p = fsub.add_parser("merge", help="combine job outputs into <data>/feats.scp")
-    p.add_argument("data")
-    p.add_argument("feat_dir")
-    p.add_argument("--nj", type=int, required=True)
+    p = fsub.add_parser("merge", help="combine the jobs' outputs into <data>/feats.scp")
     _add_feature_options(p)
     p.set_defaults(func=_features_merge)
     p = fsub.add_parser("cmvn", help="global and per-speaker CMVN statistics")
-    p.add_argument("data")
+    p.add_argument("data", nargs="+", metavar="DATA")
     p.add_argument("--global-only", action="store_true")
     p.set_defaults(func=_features_cmvn)
     return parser

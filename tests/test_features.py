@@ -23,28 +23,13 @@ from speechssl.features.pipeline import (
 )
 
 
-def _run_stage(data_dir, feat_dir, nj=2, kind="fbank"):
-    shards = split(DataDir.load(data_dir), nj)
-    for job, shard in enumerate(shards, 1):
-        args = ["features", "compute", str(shard), str(feat_dir), "--name", "x", "--job", str(job)]
-        assert main(args + ["--kind", kind]) == 0
-    assert (
-        main(
-            [
-                "features",
-                "merge",
-                str(data_dir),
-                str(feat_dir),
-                "--name",
-                "x",
-                "--nj",
-                str(nj),
-                "--kind",
-                kind,
-            ]
-        )
-        == 0
-    )
+def _run_stage(data_dir, feat_root, nj=2, kind="fbank"):
+    """What egs/synth/run.sh stage 2 does, through the CLI."""
+    assert main(["data", "split", "-n", str(nj), str(data_dir)]) == 0
+    common = ["--feat-root", str(feat_root), "--nj", str(nj), "--kind", kind, str(data_dir)]
+    for job in range(1, nj + 1):
+        assert main(["features", "compute", "--job", str(job), *common]) == 0
+    assert main(["features", "merge", *common]) == 0
 
 
 def test_fbank_equals_torchaudio(data_dir, tmp_path):
@@ -78,14 +63,14 @@ def test_mfcc_with_deltas():
 def test_jobs_resume_and_are_deterministic(data_dir, tmp_path):
     _run_stage(data_dir, tmp_path / "f")
     first = (data_dir / "feats.scp").read_bytes()
-    arks = sorted((tmp_path / "f").glob("*.ark"))
+    arks = sorted((tmp_path / "f" / "data").glob("*.ark"))
     before = [a.stat().st_mtime_ns for a in arks]
     # a rerun skips complete jobs (arks untouched) and gives the same files
     _run_stage(data_dir, tmp_path / "f")
     assert [a.stat().st_mtime_ns for a in arks] == before
     assert (data_dir / "feats.scp").read_bytes() == first
     # an interrupted job (ark, but no scp) is redone; the result is identical
-    job_scp = tmp_path / "f" / "raw_x.1.scp"
+    job_scp = tmp_path / "f" / "data" / "raw_data.1.scp"
     job_scp.unlink()
     _run_stage(data_dir, tmp_path / "f")
     assert (data_dir / "feats.scp").read_bytes() == first
@@ -138,7 +123,7 @@ def test_bad_audio_names_utterance(data_dir, tmp_path):
 
 def test_corrupt_feature_archive_named(data_dir, tmp_path):
     _run_stage(data_dir, tmp_path / "f", nj=1)
-    ark = tmp_path / "f" / "raw_x.1.ark"
+    ark = tmp_path / "f" / "data" / "raw_data.1.ark"
     ark.write_bytes(ark.read_bytes()[:100])
     with pytest.raises(DataDirError, match="cannot read features"):
         for u in DataDir.load(data_dir).utt_ids:

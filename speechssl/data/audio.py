@@ -162,7 +162,7 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = S
     samples = np.asarray(samples, dtype=np.float32)
     if not np.isfinite(samples).all():
         raise AudioError(f"{path}: refusing to write audio with NaN/Inf samples")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wav", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")

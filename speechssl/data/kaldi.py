@@ -56,6 +56,17 @@ def atomic_write_text(path: str | os.PathLike, content: str) -> None:
         raise
 
 
+def remove_stale_temp_files(folder: str | os.PathLike) -> int:
+    """Delete the ``.<name>.<random>.tmp`` files that an atomic write killed mid-way leaves
+    behind (under ``folder``, recursively); returns how many were removed."""
+    removed = 0
+    for tmp in Path(folder).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
 def _split_line(line: str) -> tuple[str, str]:
     parts = line.strip().split(maxsplit=1)
     return parts[0], (parts[1] if len(parts) > 1 else "")

@@ -60,6 +60,11 @@ def write_selection(data: DataDir, keep: set[str], out: str | os.PathLike) -> Da
     return DataDir.load(out)
 
 
+def num_shards(data_dir: str | os.PathLike, nj: int) -> int:
+    """Shards a data dir is split into for ``nj`` jobs: at least one speaker per shard."""
+    return max(1, min(nj, len(DataDir.load(data_dir).spk2utt)))
+
+
 def split(data: DataDir, num_shards: int, per_utt: bool = False) -> list[Path]:
     """Split into ``<dir>/split<N>/{1..N}``, by speaker unless ``per_utt``.
 

@@ -5,7 +5,8 @@ then ``merge_jobs`` writes ``feats.scp``, ``utt2num_frames``, ``frame_shift`` an
 into the data directory, and ``compute_cmvn`` the statistics. A job's scp is written last,
 atomically, so it marks the job complete; a rerun skips complete jobs.
 
-``feats.scp`` entries are ``<utt> <ark path relative to the data dir>:<byte offset>``.
+``feats.scp`` entries are ``<utt> <ark path relative to the data dir>:<byte offset>`` (a job's own
+scp names its ark relative to the feature dir).
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ from speechssl.data.kaldi import (
 )
 from speechssl.features import cmvn
 from speechssl.features.extract import FeatureConfig, compute_features
+
+
+def feature_name(data_dir: str | os.PathLike, data_root: str | os.PathLike) -> str:
+    """``data/asr/train`` under ``data`` -> ``asr_train``: the data dir's feature folder name."""
+    rel = Path(os.path.relpath(Path(data_dir).resolve(), Path(data_root).resolve()))
+    if rel.parts and rel.parts[0] == "..":
+        raise ValueError(f"{data_dir} is not under the data root {data_root}")
+    return "_".join(rel.parts) or Path(data_dir).resolve().name
 
 
 def _job_paths(feat_dir: Path, name: str, job: int | str) -> tuple[Path, Path, Path]:
@@ -71,7 +80,11 @@ def compute_job(
             frames[utt] = feats.shape[0]
             seconds += len(wav) / cfg.sample_rate
     write_table(num_frames, frames)
-    os.replace(tmp_scp, scp)
+    # the job's scp names its ark relative to the feature dir, so the folder can move
+    write_table(
+        scp, {u: f"{ark.name}:{e.rpartition(':')[2]}" for u, e in read_table(tmp_scp).items()}
+    )
+    tmp_scp.unlink()
     took = time.time() - start
     print(f"{name} job {job}: {len(frames)} utterances, {seconds:.1f} s of audio in {took:.1f} s")
     return scp
@@ -95,7 +108,7 @@ def merge_jobs(
             raise FileNotFoundError(f"{scp}: job {job} of {nj} did not complete; rerun the stage")
         for utt, entry in read_table(scp).items():
             path, _, offset = entry.rpartition(":")
-            rel = os.path.relpath(path, data_dir.resolve())
+            rel = os.path.relpath(feat_dir / path, data_dir.resolve())
             feats_scp[utt] = f"{rel}:{offset}"
         frames.update(read_table(num_frames))
     missing = set(data.utt2spk) - set(feats_scp)

@@ -1,4 +1,4 @@
-"""The word lists behind the sentence grammar (package data under ``lexicon/``).
+"""The word lists behind the sentence grammar (package data under ``wordlists/``).
 
 Each file holds one entry a line; ``#`` lines are comments. Inflected forms are spelled out in the
 files (nouns: ``singular plural``; verbs: ``base third past past-participle present-participle``;
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-LEXICON_DIR = Path(__file__).with_name("lexicon")
+LEXICON_DIR = Path(__file__).with_name("wordlists")
 
 
 @dataclass(frozen=True)

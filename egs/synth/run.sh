@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# speechssl on the embedded synthetic corpus: install check -> corpus -> features.
+# Every stage is guarded by a .done marker and safe to rerun; a killed run resumes.
+#
+#   bash egs/synth/run.sh                       # all stages, default scale
+#   bash egs/synth/run.sh --stage 2 --stop-stage 2 --nj 4
+set -euo pipefail
+readonly RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly SPEECHSSL_ROOT=$(cd "$RECIPE_DIR/../.." && pwd)
+
+# Options (each can be given as --name value; --foo-bar is the same as --foo_bar).
+stage=0               # first stage to run
+stop_stage=100        # last stage to run
+nj=2                  # parallel jobs for corpus rendering and features
+seed=0                # corpus seed: same seed, byte-identical corpus
+scale=default         # corpus size: test | default | <hours of ASR training audio>
+data=data             # where the corpus's data dirs go (relative to this folder)
+feat_conf=conf/fbank.yaml  # FeatureConfig YAML for stage 2
+feat_name=fbank       # name of the feature set (its .done marker in each data dir)
+feat_dir=""           # where the ark/scp files go (default: <feat_name>, relative to this folder)
+skip_install=false    # stage 0 only checks, never installs
+
+help_message="Usage: $0 [options]
+Stages: 0 install check (tools/install.sh), 1 synthetic corpus (local/data.sh),
+        2 features (fbank + CMVN for every data dir, --nj sharded jobs)."
+
+. "$SPEECHSSL_ROOT/recipes/lib/common.sh"
+. "$SPEECHSSL_ROOT/recipes/lib/parse_options.sh"
+[ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
+cd "$RECIPE_DIR"  # paths below are relative to the recipe folder
+
+if stage_on 0 && ! "$skip_install"; then
+  log "stage 0: install (a no-op when everything is present)"
+  bash "$SPEECHSSL_ROOT/tools/install.sh"  # ends with check_install.py
+  . "$SPEECHSSL_ROOT/tools/env.sh"
+else
+  . "$SPEECHSSL_ROOT/tools/env.sh"
+  python "$SPEECHSSL_ROOT/tools/check_install.py" --quiet \
+    || die "missing dependencies; run tools/install.sh (or stage 0)"
+fi
+
+if stage_on 1; then
+  marker=$data/.corpus.done
+  want="seed=$seed scale=$scale"
+  if is_done "$marker"; then
+    [[ "$(tail -n 1 "$marker")" == *" $want" ]] \
+      || die "$data was built with '$(tail -n 1 "$marker")', not '$want'; remove $data or pass --data elsewhere"
+    log "stage 1: corpus complete already ($want), skipping"
+  else
+    log "stage 1: rendering the synthetic corpus ($want, nj=$nj)"
+    bash local/data.sh --seed "$seed" --scale "$scale" --nj "$nj" --out "$data"
+    mark_done "$marker" "$want"
+  fi
+fi
+
+if stage_on 2; then
+  feat_dir=${feat_dir:-$feat_name}
+  log "stage 2: features ($feat_conf) for every data dir under $data"
+  todo=()
+  while IFS= read -r dir; do
+    is_done "$dir/.$feat_name.done" || todo+=("$dir")
+  done < <(find "$data" -name wav.scp -not -path '*/split*' -printf '%h\n' | LC_ALL=C sort)
+  if [ ${#todo[@]} -eq 0 ]; then
+    log "stage 2: features complete already, skipping"
+  else
+    log "  ${#todo[@]} data dirs: validate, split by speaker, $nj jobs, merge, CMVN"
+    mkdir -p "$feat_dir"
+    speechssl data validate "${todo[@]}" > "$feat_dir/validate.log" 2>&1 \
+      || { grep -E '^ERROR' "$feat_dir/validate.log" | head -n 20 >&2; die "invalid data dirs (see $feat_dir/validate.log)"; }
+    speechssl data split -n "$nj" "${todo[@]}" > /dev/null
+    opts=(--feat-root "$feat_dir" --data-root "$data" --nj "$nj" --config "$feat_conf")
+    run_jobs JOB=1:"$nj" "$feat_dir/log/make_$feat_name.JOB.log" \
+      speechssl features compute "${opts[@]}" --job JOB "${todo[@]}"
+    speechssl features merge "${opts[@]}" "${todo[@]}"
+    speechssl features cmvn "${todo[@]}"
+    for dir in "${todo[@]}"; do
+      mark_done "$dir/.$feat_name.done" "$(wc -l < "$dir/feats.scp") utterances"
+    done
+    log "  features for $(cat "${todo[@]/%//feats.scp}" | wc -l) utterances under $feat_dir/"
+  fi
+fi
+log "done (elapsed ${SECONDS}s)"

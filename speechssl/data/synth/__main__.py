@@ -1,0 +1,5 @@
+import sys
+
+from speechssl.data.synth.cli import main
+
+sys.exit(main())
