@@ -51,6 +51,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return value
     if annotation is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):
+        # PyYAML reads "1e-3" (no dot) as a string (YAML 1.1); accept numeric strings only
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, found {value!r}") from None
     if annotation in (int, str, bool) and type(value) is not annotation:
         raise ConfigError(f"{where}: expected {annotation.__name__}, found {value!r}")
     return value
