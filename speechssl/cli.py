@@ -123,10 +123,25 @@ def _features_cmvn(args: argparse.Namespace) -> int:
     return 0
 
 
-def _synth(args: argparse.Namespace) -> int:
-    from speechssl.data.synth.__main__ import main as synth_main
+def _pretrain(args: argparse.Namespace) -> int:
+    from speechssl.config import save_config
+    from speechssl.ssl.pretrain import PretrainConfig, pretrain
 
-    return synth_main(args.synth_args)
+    overrides = list(args.set or [])
+    if args.method:
+        overrides.append(f"method={args.method}")
+    cfg = load_config(PretrainConfig, args.config, overrides)
+    save_config(cfg, Path(args.exp) / "config.yaml")
+    result = pretrain(cfg, args.data, args.exp, args.valid, args.labels, args.valid_labels)
+    print(json.dumps(result, default=str))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from speechssl.ssl.pretrain import export
+
+    print(export(args.checkpoint, args.out))
+    return 0
 
 
 def _add_feature_options(p: argparse.ArgumentParser) -> None:
@@ -148,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Speech self-supervised learning toolkit. Commands:\n"
         "  data       validate | fix | split | subset | info  Kaldi data directories\n"
         "  synth      render the embedded synthetic corpus (espeak-ng, flite)\n"
-        "  features   compute | merge | cmvn  fbank/MFCC features as ark/scp, sharded jobs",
+        "  features   compute | merge | cmvn  fbank/MFCC features as ark/scp, sharded jobs\n"
+        "  kmeans     fit | dump | merge  k-means frame labels for HuBERT (MFCC or a layer)\n"
+        "  pretrain   SSL pretraining of a registered method with the one Trainer\n"
+        "  export     the inference-only upstream of a training checkpoint",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -187,8 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "synth", help="render the synthetic corpus (--help for options)", add_help=False
     )
-    p.add_argument("synth_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_synth)
+    p.add_argument("synth_args", nargs=argparse.REMAINDER)  # handled by DELEGATED
 
     feats = sub.add_parser("features", help="compute fbank/MFCC features and CMVN stats")
     fsub = feats.add_subparsers(dest="features_command", required=True, metavar="ACTION")
@@ -205,14 +222,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="+", metavar="DATA")
     p.add_argument("--global-only", action="store_true")
     p.set_defaults(func=_features_cmvn)
+
+    p = sub.add_parser("pretrain", help="SSL pretraining (wav2vec2, hubert, data2vec, ...)")
+    p.add_argument("--config", help="pretraining YAML (e.g. egs/synth/conf/ssl/wav2vec2_tiny.yaml)")
+    p.add_argument("--method", help="overrides the config's method")
+    p.add_argument("--data", required=True, help="training data dir")
+    p.add_argument("--valid", help="validation data dir")
+    p.add_argument("--labels", help="frame label file for the training set (HuBERT)")
+    p.add_argument("--valid-labels", help="frame label file for the validation set")
+    p.add_argument("--exp", required=True, help="experiment dir (checkpoints, logs); resumes")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. trainer.max_updates=100 model.num_layers=2",
+    )
+    p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser(
+        "kmeans", help="HuBERT targets: fit | dump | merge (--help for options)", add_help=False
+    )
+    p.add_argument("kmeans_args", nargs=argparse.REMAINDER)  # handled by DELEGATED
+
+    p = sub.add_parser("export", help="write the inference-only upstream of a checkpoint")
+    p.add_argument("checkpoint", help="training checkpoint (e.g. exp/ssl/x/checkpoints/last.pt)")
+    p.add_argument("out", help="upstream file to write (e.g. exp/ssl/x/upstream.pt)")
+    p.set_defaults(func=_export)
     return parser
 
 
+# Commands with their own argument parsers (argparse's REMAINDER drops a leading --help).
+DELEGATED = {
+    "synth": "speechssl.data.synth.cli",
+    "kmeans": "speechssl.ssl.kmeans",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        try:
+            return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
+        except (DataDirError, AudioError, ConfigError, FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataDirError, AudioError, ConfigError, FileNotFoundError, ValueError) as e:
+    except (DataDirError, AudioError, ConfigError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

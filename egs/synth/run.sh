@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# speechssl on the embedded synthetic corpus: install check -> corpus -> features.
+# speechssl on the embedded synthetic corpus: install check -> corpus -> features -> SSL.
 # Every stage is guarded by a .done marker and safe to rerun; a killed run resumes.
 #
 #   bash egs/synth/run.sh                       # all stages, default scale
@@ -19,10 +19,14 @@ feat_conf=conf/fbank.yaml  # FeatureConfig YAML for stage 2
 feat_name=fbank       # name of the feature set (its .done marker in each data dir)
 feat_dir=""           # where the ark/scp files go (default: <feat_name>, relative to this folder)
 skip_install=false    # stage 0 only checks, never installs
+ssl_method=wav2vec2   # stage 3: wav2vec2 | hubert | data2vec
+ssl_size=tiny         # stage 3: tiny (CPU) | base | large -> conf/ssl/<method>_<size>.yaml
+ssl_set=""            # stage 3: extra config overrides, e.g. "trainer.max_updates=50"
 
 help_message="Usage: $0 [options]
 Stages: 0 install check (tools/install.sh), 1 synthetic corpus (local/data.sh),
-        2 features (fbank + CMVN for every data dir, --nj sharded jobs)."
+        2 features (fbank + CMVN for every data dir, --nj sharded jobs),
+        3 SSL pretraining (recipes/ssl.sh: [k-means ->] pretrain -> export)."
 
 . "$SPEECHSSL_ROOT/recipes/lib/common.sh"
 . "$SPEECHSSL_ROOT/recipes/lib/parse_options.sh"
@@ -78,5 +82,16 @@ if stage_on 2; then
     done
     log "  features for $(cat "${todo[@]/%//feats.scp}" | wc -l) utterances under $feat_dir/"
   fi
+fi
+if stage_on 3; then
+  log "stage 3: $ssl_method pretraining ($ssl_size) on $data/asr/train_unlabeled"
+  hubert_opts=()
+  if [ "$ssl_size" = tiny ]; then  # CPU-sized k-means for the tiny models (3 layers)
+    hubert_opts=(--hubert-layer 2 --hubert-clusters "50 100" --kmeans-opts "--n-init 1 --max-iter 30")
+  fi
+  bash "$SPEECHSSL_ROOT/recipes/ssl.sh" --method "$ssl_method" \
+    --config "conf/ssl/${ssl_method}_${ssl_size}.yaml" --nj "$nj" \
+    --train "$data/asr/train_unlabeled" --valid "$data/asr/dev" \
+    --exp "exp/ssl/${ssl_method}_${ssl_size}" --overrides "$ssl_set" "${hubert_opts[@]}"
 fi
 log "done (elapsed ${SECONDS}s)"

@@ -1,0 +1,443 @@
+"""wav2vec 2.0 (Baevski et al. 2020): backbone and contrastive pretraining.
+
+:class:`Wav2Vec2Model` is the backbone (conv feature encoder, feature projection, transformer)
+shared by pretraining, ASR fine-tuning and the upstream interface; HuBERT and data2vec reuse it
+with other settings. :class:`Wav2Vec2Pretraining` adds the Gumbel quantizer, the projections
+and the loss (§3.2-3.3, fairseq ``wav2vec2.py`` semantics):
+
+    L = L_contrastive + 0.1 · S · (GV − prob_ppl) / GV + 10 · S · mean(conv_features²)
+
+summed over the S masked frames (``ModelOutput.sample_size = S``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from speechssl.kernels.contrastive import (
+    contrastive_loss,
+    sample_cross_negatives,
+    sample_negatives,
+)
+from speechssl.nn.conv_encoder import (
+    WAV2VEC2_CONV_LAYERS,
+    ConvFeatureEncoder,
+    FeatureProjection,
+    layer_norm_waveform,
+    length_mask,
+)
+from speechssl.nn.quantizer import GumbelVectorQuantizer
+from speechssl.nn.transformer import TransformerEncoder, TransformerOutput
+from speechssl.ssl.masking import compute_mask_indices, masked_frame_index
+
+
+@dataclass
+class Wav2Vec2Config:
+    """wav2vec 2.0 settings; defaults are BASE (fairseq ``wav2vec2_base_librispeech``)."""
+
+    # feature encoder
+    conv_layers: list[tuple[int, int, int]] = field(
+        default_factory=lambda: list(WAV2VEC2_CONV_LAYERS)
+    )  # (channels, kernel, stride) per conv block
+    extractor_mode: str = "group"  # "group": GroupNorm on block 0; "layer": LN in every block
+    conv_bias: bool = False
+    normalize_waveform: bool = False  # zero-mean unit-variance waveform (LARGE, data2vec)
+    feature_grad_mult: float = 0.1  # scales the conv encoder's gradient (0: frozen)
+    # transformer
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    ffn_dim: int = 3072
+    layer_norm_first: bool = False  # pre-LN layers (LARGE)
+    pos_conv_kernel: int = 128
+    pos_conv_groups: int = 16
+    pos_conv_style: str = "weight_norm"  # or "layer_norm_stack" (data2vec)
+    pos_conv_depth: int = 1
+    feature_projection_layer_norm: bool = True
+    layer_norm_eps: float = 1e-5
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    input_dropout: float = 0.1  # on the projected features (transformer input)
+    feature_dropout: float = 0.1  # on the features the quantizer sees
+    layerdrop: float = 0.05
+    # masking
+    mask_prob: float = 0.65
+    mask_length: int = 10
+    min_masks: int = 2
+    require_same_masks: bool = True
+    mask_dropout: float = 0.0
+    # quantizer
+    codebook_groups: int = 2
+    codebook_entries: int = 320
+    codevector_dim: int = 0  # width of the concatenated codevector; 0 -> final_dim
+    gumbel_temperature: tuple[float, float, float] = (2.0, 0.5, 0.999995)  # start, end, decay
+    final_dim: int = 256  # shared space of predictions and targets
+    # contrastive loss
+    num_negatives: int = 100  # from the same utterance's masked frames
+    cross_sample_negatives: int = 0  # from any utterance of the batch
+    logit_temperature: float = 0.1
+    diversity_weight: float = 0.1
+    feature_penalty_weight: float = 10.0
+    seed: int = 0  # masks and negatives: derived from (seed, num_updates, micro-batch, rank)
+
+    def __post_init__(self) -> None:
+        self.conv_layers = [tuple(int(v) for v in spec) for spec in self.conv_layers]
+        self.gumbel_temperature = tuple(float(v) for v in self.gumbel_temperature)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "base": {},
+    # fairseq wav2vec2_large_librivox
+    "large": dict(
+        extractor_mode="layer",
+        conv_bias=True,
+        normalize_waveform=True,
+        feature_grad_mult=1.0,
+        hidden_size=1024,
+        num_layers=24,
+        num_heads=16,
+        ffn_dim=4096,
+        layer_norm_first=True,
+        dropout=0.0,
+        attention_dropout=0.0,
+        input_dropout=0.0,
+        feature_dropout=0.0,
+        layerdrop=0.0,
+        final_dim=768,
+        gumbel_temperature=(2.0, 0.1, 0.999995),
+        feature_penalty_weight=0.0,
+    ),
+    # CPU-sized (0.76M parameters): on the synthetic corpus, with lr 2e-3, the contrastive loss
+    # leaves chance (log 31) after ~250 updates and accuracy reaches ~0.3-0.5 by ~600.
+    # No feature penalty: at this size even 0.1 drives the conv outputs to zero (dead GELUs)
+    # before the contrastive gradient builds up, and learning never starts (LARGE uses 0 too).
+    "tiny": dict(
+        conv_layers=[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64, 2, 2)] * 2,
+        hidden_size=128,
+        num_layers=3,
+        num_heads=4,
+        ffn_dim=512,
+        pos_conv_kernel=32,
+        pos_conv_groups=8,
+        dropout=0.0,
+        attention_dropout=0.0,
+        input_dropout=0.0,
+        feature_dropout=0.0,
+        layerdrop=0.0,
+        feature_grad_mult=1.0,
+        codebook_groups=2,
+        codebook_entries=64,
+        final_dim=64,
+        gumbel_temperature=(2.0, 0.5, 0.995),
+        num_negatives=30,
+        mask_prob=0.5,
+        mask_length=5,
+        feature_penalty_weight=0.0,
+    ),
+}
+
+
+def wav2vec2_config(preset: str = "base", **overrides: Any) -> Wav2Vec2Config:
+    """A preset (``"tiny"``, ``"base"``, ``"large"``) with field overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown wav2vec2 preset {preset!r}; known: {sorted(PRESETS)}")
+    return Wav2Vec2Config(**{**PRESETS[preset], **overrides})
+
+
+def config_from_dict(values: dict[str, Any]) -> Wav2Vec2Config:
+    from speechssl.config import from_dict
+
+    return from_dict(Wav2Vec2Config, values, "wav2vec2 config")
+
+
+def _bert_init(module: nn.Module) -> None:
+    """BERT init (fairseq ``init_bert_params``) for the transformer layers: N(0, 0.02), bias 0."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+@dataclass
+class Wav2Vec2Output:
+    hidden_states: list[torch.Tensor]  # (B, T, D) each; see TransformerOutput
+    lengths: torch.Tensor  # (B,) valid frames
+    ffn_outputs: list[torch.Tensor | None] | None = None
+
+    @property
+    def last_hidden_state(self) -> torch.Tensor:
+        return self.hidden_states[-1]
+
+
+class Wav2Vec2Model(nn.Module):
+    """Waveform -> transformer hidden states.
+
+    Reads only the backbone fields of ``cfg`` (feature encoder, transformer), so a subclass of
+    :class:`Wav2Vec2Config` (HuBERT, data2vec) can build it too.
+    """
+
+    def __init__(self, cfg: Wav2Vec2Config):
+        super().__init__()
+        self.cfg = cfg
+        self.feature_extractor = ConvFeatureEncoder(
+            cfg.conv_layers, cfg.extractor_mode, cfg.conv_bias
+        )
+        self.feature_projection = FeatureProjection(
+            self.feature_extractor.output_dim,
+            cfg.hidden_size,
+            cfg.input_dropout,
+            cfg.feature_projection_layer_norm,
+            cfg.layer_norm_eps,
+        )
+        self.mask_emb = nn.Parameter(torch.rand(cfg.hidden_size))
+        self.encoder = TransformerEncoder(
+            dim=cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            num_heads=cfg.num_heads,
+            ffn_dim=cfg.ffn_dim,
+            dropout=cfg.dropout,
+            attention_dropout=cfg.attention_dropout,
+            activation_dropout=cfg.activation_dropout,
+            layerdrop=cfg.layerdrop,
+            layer_norm_first=cfg.layer_norm_first,
+            pos_conv_kernel=cfg.pos_conv_kernel,
+            pos_conv_groups=cfg.pos_conv_groups,
+            pos_conv_style=cfg.pos_conv_style,
+            pos_conv_depth=cfg.pos_conv_depth,
+            eps=cfg.layer_norm_eps,
+        )
+        self.encoder.layers.apply(_bert_init)
+
+    @property
+    def stride(self) -> int:
+        return self.feature_extractor.stride
+
+    def output_lengths(self, wav_lengths: torch.Tensor) -> torch.Tensor:
+        return self.feature_extractor.output_lengths(wav_lengths)
+
+    def extract_features(
+        self, wavs: torch.Tensor, wav_lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, S)`` samples -> ``(B, T, C)`` conv features (before the LayerNorm) and frames."""
+        if wav_lengths is None:
+            wav_lengths = torch.full((wavs.shape[0],), wavs.shape[1], device=wavs.device)
+        if self.cfg.normalize_waveform:
+            wavs = layer_norm_waveform(wavs, wav_lengths)
+        return self.feature_extractor(wavs, wav_lengths)
+
+    def encode(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_ffn_outputs: bool = False,
+        num_layers: int | None = None,
+    ) -> TransformerOutput:
+        """Projected features ``(B, T, D)`` -> transformer outputs; frames where ``mask``
+        ``(B, T)`` is True are replaced by the learned mask embedding first."""
+        if mask is not None:
+            x = torch.where(mask.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
+        return self.encoder(x, lengths, return_ffn_outputs, num_layers)
+
+    def forward(
+        self,
+        wavs: torch.Tensor,
+        wav_lengths: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        return_ffn_outputs: bool = False,
+        num_layers: int | None = None,
+    ) -> Wav2Vec2Output:
+        """wavs: ``(B, S)`` zero-padded; wav_lengths: ``(B,)``; mask: ``(B, T)`` frames to
+        replace by the mask embedding (fine-tuning's time masking)."""
+        feats, lengths = self.extract_features(wavs, wav_lengths)
+        x, _ = self.feature_projection(feats)
+        out = self.encode(x, lengths, mask, return_ffn_outputs, num_layers)
+        return Wav2Vec2Output(out.hidden_states, lengths, out.ffn_outputs)
+
+
+class _GradMultiply(torch.autograd.Function):
+    """Identity forward, gradient times ``scale`` backward (fairseq ``GradMultiply``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def _rows_to_batch(
+    y: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor, all_valid: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked-frame rows ``(N, D)``/``(N, G)`` (in ``x[mask]`` order) -> ``(B, T_m, ...)``;
+    rows past a row's count are zeros / code -1."""
+    b, t_m = valid.shape
+    if all_valid:
+        return y.view(b, t_m, -1), codes.view(b, t_m, -1)
+    target = y.new_zeros(b, t_m, y.shape[1]).index_put((valid,), y)
+    return target, codes.new_full((b, t_m, codes.shape[1]), -1).index_put((valid,), codes)
+
+
+class Wav2Vec2Pretraining(nn.Module):
+    """Masked contrastive pretraining: ``forward(batch) -> ModelOutput``.
+
+    ``batch`` has ``wavs`` ``(B, S)`` and ``lengths`` ``(B,)``. Masks and negatives are drawn
+    from a generator seeded by ``(cfg.seed, num_updates, micro-batch index, rank)``, so a resumed
+    run draws the same ones; the Gumbel noise and dropout use torch's global RNG.
+    """
+
+    family = "wav2vec2"
+
+    def __init__(self, cfg: Wav2Vec2Config):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = Wav2Vec2Model(cfg)
+        conv_dim = self.backbone.feature_extractor.output_dim
+        vq_dim = cfg.codevector_dim or cfg.final_dim
+        self.feature_dropout = nn.Dropout(cfg.feature_dropout)
+        self.quantizer = GumbelVectorQuantizer(
+            conv_dim,
+            cfg.codebook_groups,
+            cfg.codebook_entries,
+            vq_dim,
+            cfg.gumbel_temperature,
+        )
+        self.project_q = nn.Linear(vq_dim, cfg.final_dim)
+        self.final_proj = nn.Linear(cfg.hidden_size, cfg.final_dim)
+        self.num_updates = 0
+        self._micro_batch = 0
+
+    def set_num_updates(self, num_updates: int) -> None:
+        self.num_updates = num_updates
+        self._micro_batch = 0
+        self.quantizer.set_num_updates(num_updates)
+
+    def _generator(self) -> torch.Generator:
+        rank = 0
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank = torch.distributed.get_rank()
+        key = f"{self.cfg.seed}/{self.num_updates}/{self._micro_batch}/{rank}/{self.training}"
+        self._micro_batch += 1
+        return torch.Generator().manual_seed(zlib.crc32(key.encode()))
+
+    def _conv_features(
+        self, wavs: torch.Tensor, wav_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mult = self.cfg.feature_grad_mult
+        if mult <= 0:
+            with torch.no_grad():
+                return self.backbone.extract_features(wavs, wav_lengths)
+        feats, lengths = self.backbone.extract_features(wavs, wav_lengths)
+        if mult != 1.0 and feats.requires_grad:
+            feats = _GradMultiply.apply(feats, mult)
+        return feats, lengths
+
+    def compute_mask(self, lengths: torch.Tensor, max_len: int, gen: torch.Generator):
+        """``(B, T)`` bool span mask (CPU) for ``lengths`` valid frames."""
+        cfg = self.cfg
+        mask = compute_mask_indices(
+            lengths.cpu(),
+            max_len,
+            cfg.mask_prob,
+            cfg.mask_length,
+            gen,
+            cfg.min_masks,
+            cfg.require_same_masks,
+            cfg.mask_dropout,
+        )
+        if int(mask.sum(1).max()) < 2:
+            raise ValueError(
+                f"wav2vec2 pretraining: at most {int(mask.sum(1).max())} masked frame(s) per "
+                f"utterance (frames per utterance: {lengths.tolist()}); utterances are too "
+                "short for the contrastive loss - crop/filter to longer ones"
+            )
+        return mask
+
+    def forward(self, batch: Any, generator: torch.Generator | None = None):
+        """batch: ``wavs`` ``(B, S)``, ``lengths`` ``(B,)``. Returns ``ModelOutput`` with the
+        loss summed over the S masked frames and ``sample_size`` = S."""
+        from speechssl.train.protocol import ModelOutput
+
+        cfg = self.cfg
+        gen = generator if generator is not None else self._generator()
+        feats, lengths = self._conv_features(batch.wavs, batch.lengths)
+        frame_valid = length_mask(lengths, feats.shape[1])
+        # feature penalty: mean squared conv output over valid frames, before the LayerNorm
+        sq = feats.float().pow(2).mean(-1)
+        features_pen = (sq * frame_valid).sum() / frame_valid.sum().clamp(min=1)
+        x, normed = self.backbone.feature_projection(feats)
+        mask = self.compute_mask(lengths, feats.shape[1], gen).to(feats.device)
+        hidden = self.backbone.encode(x, lengths, mask).last_hidden_state
+
+        # predictions and targets of the masked frames, (B, T_m, final_dim)
+        index, valid = masked_frame_index(mask)
+        pred = self.final_proj(
+            hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[2]))
+        )
+        q = self.quantizer(self.feature_dropout(normed)[mask])  # targets: unmasked features
+        all_valid = bool(valid.all())
+        target, codes = _rows_to_batch(self.project_q(q.quantized), q.codes, valid, all_valid)
+
+        counts = valid.sum(1)
+        neg_idx = sample_negatives(counts, index.shape[1], cfg.num_negatives, gen)
+        cross = None
+        if cfg.cross_sample_negatives > 0:
+            cross = sample_cross_negatives(counts, index.shape[1], cfg.cross_sample_negatives, gen)
+            cross = cross.to(feats.device)
+        out = contrastive_loss(
+            pred,
+            target,
+            neg_idx.to(feats.device),
+            cfg.logit_temperature,
+            valid=None if all_valid else valid,
+            cross_neg_idx=cross,
+            dup_key=codes,
+        )
+        sample_size = out.num_rows
+        num_vars = self.quantizer.num_codevectors
+        diversity = (num_vars - q.prob_perplexity) / num_vars
+        loss = (
+            out.loss
+            + cfg.diversity_weight * diversity * sample_size
+            + cfg.feature_penalty_weight * features_pen * sample_size
+        )
+        stats = {
+            "contrastive": out.loss.detach() / sample_size,
+            "diversity": diversity.detach(),
+            "features_pen": features_pen.detach(),
+            "accuracy": out.num_correct.float() / sample_size,
+            "code_perplexity": q.code_perplexity.detach(),
+            "prob_perplexity": q.prob_perplexity.detach(),
+            "temperature": q.temperature,
+            "codes_used": q.entries_used.float(),
+            "code_usage": q.entries_used.float() / num_vars,
+            "mask_fraction": mask.sum().float() / frame_valid.sum(),
+        }
+        return ModelOutput(loss=loss, sample_size=sample_size, stats=stats)
+
+    def export_upstream(self) -> dict[str, Any]:
+        """What an exported upstream file holds (see ``speechssl.upstream``)."""
+        return {
+            "format": "speechssl-upstream-v1",
+            "family": self.family,
+            "config": dataclasses.asdict(self.cfg),
+            "model": {k: v.detach().cpu() for k, v in self.backbone.state_dict().items()},
+        }
+
+
+def _register() -> None:
+    from speechssl.ssl import register_method
+
+    register_method("wav2vec2", Wav2Vec2Config, Wav2Vec2Pretraining, wav2vec2_config)
+
+
+_register()
