@@ -24,8 +24,9 @@ RUN = ROOT / "egs" / "synth" / "run.sh"
 
 def _cmd(work: Path, *extra: str) -> list[str]:
     return [
-        "bash", str(RUN), "--stage", "1", "--scale", "test", "--nj", "2",
-        "--data", str(work / "data"), "--feat-dir", str(work / "fbank"), *extra,
+        "bash", str(RUN), "--stage", "1", "--stop-stage", "2", "--scale", "test", "--nj", "2",
+        "--data", str(work / "data"), "--feat-dir", str(work / "fbank"),
+        "--exp", str(work / "exp"), *extra,
     ]  # fmt: skip
 
 
@@ -101,6 +102,17 @@ def test_killed_run_resumes_byte_identical(reference, tmp_path, stage, wait_for)
     assert proc.returncode != 0
     _run(tmp_path)
     assert _digest(tmp_path) == digest
+
+
+def test_stage3_pretrains_and_exports(reference):
+    """Stage 3 through recipes/ssl.sh (a few updates; the learning itself is measured elsewhere)."""
+    work = reference[0]
+    small = "trainer.max_updates=3 trainer.save_every=3 trainer.progress_bar=false"
+    _run(work, "--stage", "3", "--stop-stage", "3", "--ssl-set", small)
+    upstream = work / "exp" / "ssl" / "wav2vec2_tiny" / "upstream.pt"
+    assert upstream.is_file() and (upstream.parent / ".export.done").is_file()
+    proc = _run(work, "--stage", "3", "--stop-stage", "3", "--ssl-set", small)
+    assert "pretraining done already" in proc.stderr  # rerun is a no-op
 
 
 def test_bad_option_is_rejected(tmp_path):

@@ -18,6 +18,7 @@ data=data             # where the corpus's data dirs go (relative to this folder
 feat_conf=conf/fbank.yaml  # FeatureConfig YAML for stage 2
 feat_name=fbank       # name of the feature set (its .done marker in each data dir)
 feat_dir=""           # where the ark/scp files go (default: <feat_name>, relative to this folder)
+exp=exp               # experiment folder (stage 3 writes <exp>/ssl/<method>_<size>/)
 skip_install=false    # stage 0 only checks, never installs
 ssl_method=wav2vec2   # stage 3: wav2vec2 | hubert | data2vec
 ssl_size=tiny         # stage 3: tiny (CPU) | base | large -> conf/ssl/<method>_<size>.yaml
@@ -92,6 +93,6 @@ if stage_on 3; then
   bash "$SPEECHSSL_ROOT/recipes/ssl.sh" --method "$ssl_method" \
     --config "conf/ssl/${ssl_method}_${ssl_size}.yaml" --nj "$nj" \
     --train "$data/asr/train_unlabeled" --valid "$data/asr/dev" \
-    --exp "exp/ssl/${ssl_method}_${ssl_size}" --overrides "$ssl_set" "${hubert_opts[@]}"
+    --exp "$exp/ssl/${ssl_method}_${ssl_size}" --overrides "$ssl_set" "${hubert_opts[@]}"
 fi
 log "done (elapsed ${SECONDS}s)"

@@ -78,11 +78,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         pos_conv_groups=8,
         layerdrop=0.0,
         mask_length=5,
-        average_top_k_layers=2,
-        ema_decay=0.99,
+        # measured on the synthetic corpus, 600 updates: top-2 layers with tau 0.99 -> 0.999
+        # moved the loss 6%; tau 0.998 -> 0.9995 collapsed (prediction variance 0.001); all 4
+        # layers with tau 0.995 -> 0.999 over 600 updates learned (loss -96%, target and
+        # prediction variance ~0.5)
+        average_top_k_layers=4,
+        ema_decay=0.995,
         ema_end_decay=0.999,
-        ema_anneal_end_step=1000,
+        ema_anneal_end_step=600,
         collapse_check_after=10**9,
+        dropout=0.0,  # as the other tiny presets: dropout slows a few-hundred-update run
+        attention_dropout=0.0,
     ),
 }
 

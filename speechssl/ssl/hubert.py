@@ -90,6 +90,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         feature_grad_mult=1.0,
         final_dim=64,
         mask_length=5,
+        # As wav2vec2's tiny: at this size the feature penalty drives the conv outputs to zero,
+        # and dropout slows a few-hundred-update run (measured: masked-loss drop 19% -> 23%).
+        feature_penalty_weight=0.0,
+        dropout=0.0,
+        attention_dropout=0.0,
+        input_dropout=0.0,
+        feature_dropout=0.0,
     ),
 }
 
