@@ -24,7 +24,6 @@ effect; it is kept for fairseq config parity.
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from torch import nn
 from speechssl.data.audio import SAMPLE_RATE
 from speechssl.nn.conv_encoder import length_mask
 from speechssl.ssl.kmeans import IGNORE_INDEX, align_labels
-from speechssl.ssl.masking import compute_mask_indices
+from speechssl.ssl.masking import compute_mask_indices, step_generator
 from speechssl.ssl.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model, _GradMultiply
 
 
@@ -116,18 +115,6 @@ def hubert_config_for_labels(
     meta = yaml.safe_load((Path(label_dir) / "labels.yaml").read_text())
     values = {"num_classes": int(meta["clusters"]), "label_rate": float(meta["rate"])}
     return hubert_config(preset, **{**values, **overrides})
-
-
-def step_generator(
-    seed: int, num_updates: int, micro_batch: int, training: bool
-) -> torch.Generator:
-    """Mask generator seeded by ``(seed, update, micro-batch, rank)``: a resumed run draws the
-    same masks (the scheme of wav2vec2's pretraining)."""
-    rank = 0
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank = torch.distributed.get_rank()
-    key = f"{seed}/{num_updates}/{micro_batch}/{rank}/{training}"
-    return torch.Generator().manual_seed(zlib.crc32(key.encode()))
 
 
 class MaskedPretraining(nn.Module):

@@ -14,6 +14,8 @@ never a global RNG, so a resumed run draws the same masks.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import torch
 
@@ -102,3 +104,15 @@ def masked_frame_index(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.where(mask, pos, pos + t).argsort(dim=1)[:, :t_m]
     valid = torch.arange(t_m, device=mask.device)[None, :] < counts[:, None]
     return torch.where(valid, order, torch.zeros_like(order)), valid
+
+
+def step_generator(
+    seed: int, num_updates: int, micro_batch: int, training: bool
+) -> torch.Generator:
+    """Mask generator seeded by ``(seed, update, micro-batch, rank)``: a resumed run draws the
+    same masks (the scheme of wav2vec2's pretraining)."""
+    rank = 0
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank = torch.distributed.get_rank()
+    key = f"{seed}/{num_updates}/{micro_batch}/{rank}/{training}"
+    return torch.Generator().manual_seed(zlib.crc32(key.encode()))

@@ -13,7 +13,6 @@ summed over the S masked frames (``ModelOutput.sample_size = S``).
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,7 @@ from speechssl.nn.conv_encoder import (
 )
 from speechssl.nn.quantizer import GumbelVectorQuantizer
 from speechssl.nn.transformer import TransformerEncoder, TransformerOutput
-from speechssl.ssl.masking import compute_mask_indices, masked_frame_index
+from speechssl.ssl.masking import compute_mask_indices, masked_frame_index, step_generator
 
 
 @dataclass
@@ -322,12 +321,9 @@ class Wav2Vec2Pretraining(nn.Module):
         self.quantizer.set_num_updates(num_updates)
 
     def _generator(self) -> torch.Generator:
-        rank = 0
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank = torch.distributed.get_rank()
-        key = f"{self.cfg.seed}/{self.num_updates}/{self._micro_batch}/{rank}/{self.training}"
+        gen = step_generator(self.cfg.seed, self.num_updates, self._micro_batch, self.training)
         self._micro_batch += 1
-        return torch.Generator().manual_seed(zlib.crc32(key.encode()))
+        return gen
 
     def _conv_features(
         self, wavs: torch.Tensor, wav_lengths: torch.Tensor
