@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechssl.nn.conv_encoder import length_mask
-from speechssl.ssl.hubert import MaskedPretraining, features_penalty
-from speechssl.ssl.wav2vec2 import Wav2Vec2Config
+from speechssl.ssl.wav2vec2 import MaskedPretraining, Wav2Vec2Config, features_penalty
 
 
 @dataclass

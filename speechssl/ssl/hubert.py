@@ -23,7 +23,6 @@ effect; it is kept for fairseq config parity.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,10 @@ import yaml
 from torch import nn
 
 from speechssl.data.audio import SAMPLE_RATE
+from speechssl.data.dataset import IGNORE_LABEL
 from speechssl.nn.conv_encoder import length_mask
-from speechssl.ssl.kmeans import IGNORE_INDEX, align_labels
-from speechssl.ssl.masking import compute_mask_indices, step_generator
-from speechssl.ssl.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model, _GradMultiply
+from speechssl.ssl.kmeans import align_labels
+from speechssl.ssl.wav2vec2 import MaskedPretraining, Wav2Vec2Config, features_penalty
 
 
 @dataclass
@@ -117,76 +116,6 @@ def hubert_config_for_labels(
     return hubert_config(preset, **{**values, **overrides})
 
 
-class MaskedPretraining(nn.Module):
-    """What HuBERT and data2vec share: the backbone (``self.backbone``, the part an exported
-    upstream holds), per-step mask generators, and conv features with the gradient scaled by
-    ``feature_grad_mult``."""
-
-    family = "masked"
-
-    def __init__(self, cfg: Wav2Vec2Config):
-        super().__init__()
-        self.cfg = cfg
-        self.backbone = Wav2Vec2Model(cfg)
-        self.num_updates = 0
-        self._micro_batch = 0
-
-    def set_num_updates(self, num_updates: int) -> None:
-        self.num_updates = num_updates
-        self._micro_batch = 0
-
-    def _generator(self) -> torch.Generator:
-        gen = step_generator(self.cfg.seed, self.num_updates, self._micro_batch, self.training)
-        self._micro_batch += 1
-        return gen
-
-    def conv_features(
-        self, wavs: torch.Tensor, wav_lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, T, C)`` conv features (before the LayerNorm) and ``(B,)`` valid frames."""
-        mult = self.cfg.feature_grad_mult
-        if mult <= 0:
-            with torch.no_grad():
-                return self.backbone.extract_features(wavs, wav_lengths)
-        feats, lengths = self.backbone.extract_features(wavs, wav_lengths)
-        if mult != 1.0 and feats.requires_grad:
-            feats = _GradMultiply.apply(feats, mult)
-        return feats, lengths
-
-    def compute_mask(
-        self, lengths: torch.Tensor, num_frames: int, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        cfg = self.cfg
-        mask = compute_mask_indices(
-            lengths.cpu(),
-            num_frames,
-            cfg.mask_prob,
-            cfg.mask_length,
-            generator if generator is not None else self._generator(),
-            cfg.min_masks,
-            cfg.require_same_masks,
-            cfg.mask_dropout,
-        )
-        return mask.to(lengths.device)
-
-    def export_upstream(self) -> dict[str, Any]:
-        """What an exported upstream file holds (see ``speechssl.upstream``)."""
-        from speechssl.upstream import UPSTREAM_FORMAT
-
-        return {
-            "format": UPSTREAM_FORMAT,
-            "family": self.family,
-            "config": dataclasses.asdict(self.cfg),
-            "model": {k: v.detach().cpu() for k, v in self.backbone.state_dict().items()},
-        }
-
-
-def features_penalty(feats: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean squared conv output over valid frames, fp32 (before the feature LayerNorm)."""
-    sq = feats.float().pow(2).mean(-1)
-    return (sq * valid).sum() / valid.sum().clamp(min=1)
-
-
 class HubertPretraining(MaskedPretraining):
     """Masked cluster prediction: ``forward(batch) -> ModelOutput``.
 
@@ -215,9 +144,9 @@ class HubertPretraining(MaskedPretraining):
             )
         label_lengths = getattr(batch, "label_lengths", None)
         if label_lengths is None:
-            label_lengths = (labels != IGNORE_INDEX).sum(1)
+            label_lengths = (labels != IGNORE_LABEL).sum(1)
         utt_ids = getattr(batch, "utt_ids", None) or [f"#{b}" for b in range(len(labels))]
-        out = torch.full((len(labels), num_frames), IGNORE_INDEX, dtype=torch.long)
+        out = torch.full((len(labels), num_frames), IGNORE_LABEL, dtype=torch.long)
         for b in range(len(labels)):
             n = int(lengths[b])
             out[b, :n] = align_labels(
@@ -228,7 +157,7 @@ class HubertPretraining(MaskedPretraining):
                 utt_ids[b],
                 self.cfg.label_tolerance_s,
             )
-        bad = (out != IGNORE_INDEX) & ((out < 0) | (out >= self.cfg.num_classes))
+        bad = (out != IGNORE_LABEL) & ((out < 0) | (out >= self.cfg.num_classes))
         if bool(bad.any()):
             b = int(bad.any(1).nonzero()[0])
             raise ValueError(
@@ -259,7 +188,7 @@ class HubertPretraining(MaskedPretraining):
         mask = self.compute_mask(lengths, t, generator)
         hidden = self.backbone.encode(x, lengths, mask).last_hidden_state
 
-        labelled = targets != IGNORE_INDEX
+        labelled = targets != IGNORE_LABEL
         stats: dict[str, torch.Tensor] = {}
         losses = {}
         for name, sel in (("m", mask & labelled), ("u", ~mask & labelled)):

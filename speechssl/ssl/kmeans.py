@@ -37,12 +37,12 @@ import torch
 import yaml
 
 from speechssl.data.audio import AudioError
+from speechssl.data.dataset import IGNORE_LABEL
 from speechssl.data.kaldi import DataDir, DataDirError, atomic_write_text, read_table, write_table
 from speechssl.features import FeatureConfig, compute_features
 
 MFCC_CONFIG = FeatureConfig(kind="mfcc", deltas=True)
 MFCC_RATE = 1000.0 / MFCC_CONFIG.frame_shift_ms  # 100 Hz
-IGNORE_INDEX = -100
 
 
 class LabelAlignmentError(ValueError):
@@ -335,7 +335,7 @@ def align_labels(
             "made from other audio or at another rate (check labels.yaml), dump them again"
         )
     idx = (torch.arange(num_frames, dtype=torch.float64) * (label_rate / frame_rate)).long()
-    out = torch.full((num_frames,), IGNORE_INDEX, dtype=torch.long)
+    out = torch.full((num_frames,), IGNORE_LABEL, dtype=torch.long)
     ok = idx < len(labels)
     out[ok] = labels.to(torch.long)[idx[ok]]
     return out

@@ -286,7 +286,77 @@ def _rows_to_batch(
     return target, codes.new_full((b, t_m, codes.shape[1]), -1).index_put((valid,), codes)
 
 
-class Wav2Vec2Pretraining(nn.Module):
+class MaskedPretraining(nn.Module):
+    """What wav2vec2, HuBERT and data2vec share: the backbone (``self.backbone``, the part an
+    exported upstream holds), per-step mask generators, and conv features with the gradient
+    scaled by ``feature_grad_mult``."""
+
+    family = "masked"
+
+    def __init__(self, cfg: Wav2Vec2Config):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = Wav2Vec2Model(cfg)
+        self.num_updates = 0
+        self._micro_batch = 0
+
+    def set_num_updates(self, num_updates: int) -> None:
+        self.num_updates = num_updates
+        self._micro_batch = 0
+
+    def _generator(self) -> torch.Generator:
+        gen = step_generator(self.cfg.seed, self.num_updates, self._micro_batch, self.training)
+        self._micro_batch += 1
+        return gen
+
+    def conv_features(
+        self, wavs: torch.Tensor, wav_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, C)`` conv features (before the LayerNorm) and ``(B,)`` valid frames."""
+        mult = self.cfg.feature_grad_mult
+        if mult <= 0:
+            with torch.no_grad():
+                return self.backbone.extract_features(wavs, wav_lengths)
+        feats, lengths = self.backbone.extract_features(wavs, wav_lengths)
+        if mult != 1.0 and feats.requires_grad:
+            feats = _GradMultiply.apply(feats, mult)
+        return feats, lengths
+
+    def compute_mask(
+        self, lengths: torch.Tensor, num_frames: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        cfg = self.cfg
+        mask = compute_mask_indices(
+            lengths.cpu(),
+            num_frames,
+            cfg.mask_prob,
+            cfg.mask_length,
+            generator if generator is not None else self._generator(),
+            cfg.min_masks,
+            cfg.require_same_masks,
+            cfg.mask_dropout,
+        )
+        return mask.to(lengths.device)
+
+    def export_upstream(self) -> dict[str, Any]:
+        """What an exported upstream file holds (see ``speechssl.upstream``)."""
+        from speechssl.upstream import UPSTREAM_FORMAT
+
+        return {
+            "format": UPSTREAM_FORMAT,
+            "family": self.family,
+            "config": dataclasses.asdict(self.cfg),
+            "model": {k: v.detach().cpu() for k, v in self.backbone.state_dict().items()},
+        }
+
+
+def features_penalty(feats: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean squared conv output over valid frames, fp32 (before the feature LayerNorm)."""
+    sq = feats.float().pow(2).mean(-1)
+    return (sq * valid).sum() / valid.sum().clamp(min=1)
+
+
+class Wav2Vec2Pretraining(MaskedPretraining):
     """Masked contrastive pretraining: ``forward(batch) -> ModelOutput``.
 
     ``batch`` has ``wavs`` ``(B, S)`` and ``lengths`` ``(B,)``. Masks and negatives are drawn
@@ -297,9 +367,7 @@ class Wav2Vec2Pretraining(nn.Module):
     family = "wav2vec2"
 
     def __init__(self, cfg: Wav2Vec2Config):
-        super().__init__()
-        self.cfg = cfg
-        self.backbone = Wav2Vec2Model(cfg)
+        super().__init__(cfg)
         conv_dim = self.backbone.feature_extractor.output_dim
         vq_dim = cfg.codevector_dim or cfg.final_dim
         self.feature_dropout = nn.Dropout(cfg.feature_dropout)
@@ -312,44 +380,16 @@ class Wav2Vec2Pretraining(nn.Module):
         )
         self.project_q = nn.Linear(vq_dim, cfg.final_dim)
         self.final_proj = nn.Linear(cfg.hidden_size, cfg.final_dim)
-        self.num_updates = 0
-        self._micro_batch = 0
 
     def set_num_updates(self, num_updates: int) -> None:
-        self.num_updates = num_updates
-        self._micro_batch = 0
+        super().set_num_updates(num_updates)
         self.quantizer.set_num_updates(num_updates)
 
-    def _generator(self) -> torch.Generator:
-        gen = step_generator(self.cfg.seed, self.num_updates, self._micro_batch, self.training)
-        self._micro_batch += 1
-        return gen
-
-    def _conv_features(
-        self, wavs: torch.Tensor, wav_lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        mult = self.cfg.feature_grad_mult
-        if mult <= 0:
-            with torch.no_grad():
-                return self.backbone.extract_features(wavs, wav_lengths)
-        feats, lengths = self.backbone.extract_features(wavs, wav_lengths)
-        if mult != 1.0 and feats.requires_grad:
-            feats = _GradMultiply.apply(feats, mult)
-        return feats, lengths
-
-    def compute_mask(self, lengths: torch.Tensor, max_len: int, gen: torch.Generator):
-        """``(B, T)`` bool span mask (CPU) for ``lengths`` valid frames."""
-        cfg = self.cfg
-        mask = compute_mask_indices(
-            lengths.cpu(),
-            max_len,
-            cfg.mask_prob,
-            cfg.mask_length,
-            gen,
-            cfg.min_masks,
-            cfg.require_same_masks,
-            cfg.mask_dropout,
-        )
+    def compute_mask(
+        self, lengths: torch.Tensor, num_frames: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``(B, T)`` bool span mask; the contrastive loss needs >= 2 masked frames a row."""
+        mask = super().compute_mask(lengths, num_frames, generator)
         if int(mask.sum(1).max()) < 2:
             raise ValueError(
                 f"wav2vec2 pretraining: at most {int(mask.sum(1).max())} masked frame(s) per "
@@ -365,11 +405,9 @@ class Wav2Vec2Pretraining(nn.Module):
 
         cfg = self.cfg
         gen = generator if generator is not None else self._generator()
-        feats, lengths = self._conv_features(batch.wavs, batch.lengths)
+        feats, lengths = self.conv_features(batch.wavs, batch.lengths)
         frame_valid = length_mask(lengths, feats.shape[1])
-        # feature penalty: mean squared conv output over valid frames, before the LayerNorm
-        sq = feats.float().pow(2).mean(-1)
-        features_pen = (sq * frame_valid).sum() / frame_valid.sum().clamp(min=1)
+        features_pen = features_penalty(feats, frame_valid)
         x, normed = self.backbone.feature_projection(feats)
         mask = self.compute_mask(lengths, feats.shape[1], gen).to(feats.device)
         hidden = self.backbone.encode(x, lengths, mask).last_hidden_state
@@ -419,15 +457,6 @@ class Wav2Vec2Pretraining(nn.Module):
             "mask_fraction": mask.sum().float() / frame_valid.sum(),
         }
         return ModelOutput(loss=loss, sample_size=sample_size, stats=stats)
-
-    def export_upstream(self) -> dict[str, Any]:
-        """What an exported upstream file holds (see ``speechssl.upstream``)."""
-        return {
-            "format": "speechssl-upstream-v1",
-            "family": self.family,
-            "config": dataclasses.asdict(self.cfg),
-            "model": {k: v.detach().cpu() for k, v in self.backbone.state_dict().items()},
-        }
 
 
 def _register() -> None:
