@@ -35,3 +35,14 @@ def make_data_dir(root: Path, speakers: int = 3, per_speaker: int = 4, seed: int
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return make_data_dir(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic corpus at test scale (every subset; rendered once per test session, ~20 s).
+    Read-only for tests: copy a data dir before changing it."""
+    from speechssl.data.synth import build_corpus
+
+    out = tmp_path_factory.mktemp("synth") / "data"
+    build_corpus(out, seed=0, scale="test", nj=2)
+    return out

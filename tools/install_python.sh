@@ -43,9 +43,12 @@ if [ -n "$torch_spec" ]; then
   "$py" -m pip install -q $torch_spec
 fi
 "$py" -m pip install -q -e "${root}[dev]"
+# pyctcdecode 0.5.0 declares numpy<2 but works with numpy 2; --no-deps keeps numpy as it is.
+"$py" -m pip install -q --no-deps "pyctcdecode==0.5.0"
 # Verify by importing, not by trusting pip's exit status.
 "$py" - <<'PY'
 import torch, torchaudio, soundfile, kenlm, sentencepiece, jiwer, speechbrain, kaldiio, speechssl
+import pesq, pystoi, matplotlib, pyctcdecode
 print(f"[install_python] ok: torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
       f"speechbrain {speechbrain.__version__}")
 PY

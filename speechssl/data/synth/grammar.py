@@ -9,8 +9,6 @@ the transcript form (lower-case letters, apostrophe and single spaces).
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from speechssl.data.synth.lexicon import (
@@ -22,6 +20,7 @@ from speechssl.data.synth.lexicon import (
     spell_ordinal,
     spell_year,
 )
+from speechssl.data.text import normalize_text
 
 # Closed-class words the templates use besides the word lists.
 FUNCTION_WORDS = set(
@@ -56,13 +55,6 @@ def article(word: str) -> str:
     if word.lower().startswith(("hour", "honest")):
         return "an"
     return "an" if word[0].lower() in "aeiou" else "a"
-
-
-def normalize_text(display: str) -> str:
-    """Transcript form: lower-case ``[a-z' ]`` only, single spaces, no leading/trailing space."""
-    text = display.lower().replace("-", " ")
-    text = re.sub(r"[^a-z' ]+", " ", text)
-    return " ".join(text.split())
 
 
 def render(tokens: list[str], end: str) -> str:

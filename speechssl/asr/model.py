@@ -1,0 +1,275 @@
+"""CTC ASR model: any :class:`~speechssl.upstream.Upstream` + a head (linear, BiLSTM or
+Transformer layers) + a linear layer to the tokens, trained with CTC by the one Trainer.
+
+The upstream (FBANK, an own SSL checkpoint, an imported HF/fairseq model) is frozen for the first
+``freeze_updates`` optimizer steps while the randomly initialised head settles, then fine-tuned
+(the wav2vec 2.0 fine-tuning recipe; -1 keeps it frozen). The convolutional feature encoder of
+wav2vec2-style upstreams stays frozen throughout (``freeze_feature_encoder``), as in fairseq's
+fine-tuning configs. SpecAugment-style masking is applied to the chosen hidden state in training.
+
+A saved model (``speechssl-asr-v1``) holds the config, the tokens and all weights, and the
+upstream's architecture (not its file path), so it loads anywhere with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechssl.features.extract import FeatureConfig
+from speechssl.features.specaug import SpecAugConfig, spec_augment
+from speechssl.nn.conv_encoder import length_mask
+from speechssl.train.protocol import ModelOutput
+from speechssl.upstream import FbankUpstream, Upstream, UpstreamError, get_family
+
+ASR_FORMAT = "speechssl-asr-v1"
+HEADS = ("linear", "blstm", "transformer")
+
+
+@dataclass
+class ASRConfig:
+    upstream: str = (
+        "fbank"  # load_upstream spec: fbank | exported upstream | checkpoint | HF folder
+    )
+    layer: int = -1  # which hidden state feeds the head (-1: the last)
+    freeze_updates: int = 0  # upstream frozen for this many updates; -1: always frozen
+    freeze_feature_encoder: bool = True  # wav2vec2-style CNN stays frozen when fine-tuning
+    head: str = "blstm"  # linear | blstm | transformer
+    head_layers: int = 2
+    head_dim: int = 256  # BiLSTM: units per direction; Transformer: model dim
+    head_heads: int = 4  # Transformer attention heads
+    dropout: float = 0.1
+    subsample: int = 1  # stack this many frames before the head (10 ms fbank -> 20 ms at 2)
+    specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.specaug, dict):
+            self.specaug = SpecAugConfig(**self.specaug)
+        if self.head not in HEADS:
+            raise ValueError(f"ASRConfig.head must be one of {HEADS}, found {self.head!r}")
+        if self.subsample < 1:
+            raise ValueError(f"ASRConfig.subsample must be >= 1, found {self.subsample}")
+
+
+class _TransformerHead(nn.Module):
+    def __init__(self, input_dim: int, cfg: ASRConfig):
+        super().__init__()
+        self.proj = nn.Linear(input_dim, cfg.head_dim)
+        layer = nn.TransformerEncoderLayer(
+            cfg.head_dim,
+            cfg.head_heads,
+            4 * cfg.head_dim,
+            cfg.dropout,
+            batch_first=True,
+            norm_first=True,
+        )
+        self.layers = nn.TransformerEncoder(layer, cfg.head_layers, enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        pad = ~length_mask(lengths, x.shape[1])
+        return self.layers(self.proj(x), src_key_padding_mask=pad)
+
+
+class _BLSTMHead(nn.Module):
+    def __init__(self, input_dim: int, cfg: ASRConfig):
+        super().__init__()
+        self.lstm = nn.LSTM(
+            input_dim,
+            cfg.head_dim,
+            num_layers=cfg.head_layers,
+            bidirectional=True,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.head_layers > 1 else 0.0,
+        )
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return out
+
+
+def _head(input_dim: int, cfg: ASRConfig) -> tuple[nn.Module | None, int]:
+    if cfg.head == "linear" or cfg.head_layers == 0:
+        return None, input_dim
+    if cfg.head == "blstm":
+        return _BLSTMHead(input_dim, cfg), 2 * cfg.head_dim
+    return _TransformerHead(input_dim, cfg), cfg.head_dim
+
+
+class CTCModel(nn.Module):
+    """``forward(batch) -> ModelOutput`` (CTC loss summed over utterances, ``sample_size`` =
+    target tokens) for the Trainer; :meth:`logprobs` for decoding."""
+
+    def __init__(self, upstream: Upstream, tokens: list[str], cfg: ASRConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tokens = list(tokens)
+        self.upstream = upstream
+        depth = upstream.num_layers + 1
+        if not -depth <= cfg.layer < depth:
+            raise ValueError(f"layer {cfg.layer}: the upstream has {depth} hidden states")
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head, out_dim = _head(upstream.hidden_size * cfg.subsample, cfg)
+        self.output = nn.Linear(out_dim, len(tokens))
+        self.num_updates = 0
+        if cfg.freeze_feature_encoder:
+            encoder = getattr(getattr(upstream, "model", None), "feature_extractor", None)
+            for p in encoder.parameters() if encoder is not None else ():
+                p.requires_grad_(False)
+
+    @property
+    def stride(self) -> int:
+        """Input samples per output frame."""
+        return self.upstream.stride * self.cfg.subsample
+
+    def upstream_frozen(self) -> bool:
+        f = self.cfg.freeze_updates
+        return (
+            f < 0
+            or self.num_updates < f
+            or not any(p.requires_grad for p in self.upstream.parameters())
+        )
+
+    def set_num_updates(self, num_updates: int) -> None:
+        self.num_updates = num_updates
+
+    def _features(self, wavs: torch.Tensor, wav_lengths: torch.Tensor):
+        frozen = self.upstream_frozen()
+        if frozen:
+            self.upstream.eval()  # no dropout in a frozen upstream
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            out = self.upstream(wavs, wav_lengths)
+        x, lengths = out.hidden_states[self.cfg.layer], out.lengths
+        if self.training:
+            x = spec_augment(x, lengths, self.cfg.specaug, generator=None)
+        k = self.cfg.subsample
+        if k > 1:  # stack k consecutive frames (the last partial group is zero-padded)
+            pad = (-x.shape[1]) % k
+            x = F.pad(x, (0, 0, 0, pad)).reshape(x.shape[0], -1, k * x.shape[2])
+            lengths = torch.div(lengths + k - 1, k, rounding_mode="floor")
+        return x, lengths
+
+    def logprobs(
+        self, wavs: torch.Tensor, wav_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``wavs`` (B, S), ``wav_lengths`` (B,) -> log-probabilities (B, T, V), lengths (B,)."""
+        x, lengths = self._features(wavs, wav_lengths)
+        x = self.dropout(x)
+        if self.head is not None:
+            x = self.head(x, lengths)
+        return self.output(self.dropout(x)).float().log_softmax(-1), lengths
+
+    def forward(self, batch) -> ModelOutput:
+        if batch.labels is None:
+            raise ValueError("CTC training needs token targets (an ASRDataset)")
+        logp, lengths = self.logprobs(batch.wavs, batch.lengths)
+        targets, target_lengths = batch.labels, batch.label_lengths
+        loss = F.ctc_loss(
+            logp.transpose(0, 1),
+            targets.clamp(min=0),
+            lengths,
+            target_lengths,
+            blank=0,
+            reduction="sum",
+            zero_infinity=True,  # an utterance with fewer frames than tokens contributes 0
+        )
+        stats: dict[str, Any] = {}
+        if not self.training:
+            stats["token_error_rate"] = _greedy_token_error_rate(logp, lengths, batch)
+        return ModelOutput(loss, int(target_lengths.sum()), stats)
+
+
+def _greedy_token_error_rate(logp: torch.Tensor, lengths: torch.Tensor, batch) -> float:
+    """Token edit distance of the greedy output over target tokens (validation only)."""
+    import jiwer
+
+    best = logp.argmax(-1).cpu()
+    hyps, refs = [], []
+    for b in range(best.shape[0]):
+        ids = torch.unique_consecutive(best[b, : int(lengths[b])])
+        hyps.append(" ".join(str(int(i)) for i in ids if i != 0) or "<empty>")
+        n = int(batch.label_lengths[b])
+        refs.append(" ".join(str(int(i)) for i in batch.labels[b, :n].cpu()))
+    return float(jiwer.wer(refs, hyps))
+
+
+# ---------------------------------------------------------------------------------------------
+# saving and loading
+
+
+def describe_upstream(upstream: Upstream) -> dict[str, Any]:
+    """The upstream's architecture as plain data (no weights), to rebuild it at load time."""
+    if isinstance(upstream, FbankUpstream):
+        return {
+            "kind": "fbank",
+            "feature_config": dataclasses.asdict(upstream.feature_config),
+            "cmvn": upstream.cmvn,
+        }
+    if hasattr(upstream, "export"):
+        exported = upstream.export()
+        return {"kind": "family", "family": exported["family"], "config": exported["config"]}
+    raise UpstreamError(f"cannot save an ASR model over a {type(upstream).__name__} upstream")
+
+
+def rebuild_upstream(desc: dict[str, Any], state: dict[str, torch.Tensor]) -> Upstream:
+    """Inverse of :func:`describe_upstream`; ``state`` holds the ASR model's weights."""
+    if desc["kind"] == "fbank":
+        return FbankUpstream(FeatureConfig(**desc["feature_config"]), cmvn=desc["cmvn"])
+    prefix = "upstream.model."
+    backbone = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    return get_family(desc["family"]).builder(desc["config"], backbone)
+
+
+def model_config(model: CTCModel) -> dict[str, Any]:
+    return {
+        "task": "asr",
+        "asr": dataclasses.asdict(model.cfg),
+        "tokens": model.tokens,
+        "upstream_arch": describe_upstream(model.upstream),
+    }
+
+
+def save_model(model: CTCModel, path: str | os.PathLike) -> Path:
+    """Write the inference model (config, tokens, weights) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": ASR_FORMAT, "config": model_config(model), "model": state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> CTCModel:
+    """An ASR model from a saved model, a training checkpoint, or an experiment folder (its
+    ``model.pt``, else ``checkpoints/last.pt``). The model is returned in eval mode."""
+    from speechssl.train.checkpoint import CheckpointError, load_checkpoint
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt" if (path / "model.pt").is_file() else path / "checkpoints/last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ASR model here; train one with `speechssl asr-train`")
+    try:
+        ckpt = load_checkpoint(path, expect_format=None)
+    except CheckpointError as e:
+        raise UpstreamError(str(e)) from None
+    config = ckpt.get("config") or {}
+    if config.get("task") != "asr":
+        raise UpstreamError(f"{path}: not an ASR model (config task {config.get('task')!r})")
+    state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}
+    upstream = rebuild_upstream(config["upstream_arch"], state)
+    model = CTCModel(upstream, config["tokens"], ASRConfig(**config["asr"]))
+    model.load_state_dict(state)
+    return model.to(device).eval()

@@ -1,0 +1,111 @@
+"""``speechssl asr-train``: CTC fine-tuning of any upstream with the one Trainer.
+
+An ASR YAML holds values only::
+
+    tokenizer: {kind: char}                # char | unigram | bpe (sentencepiece), vocab_size
+    model: {upstream: fbank, head: blstm, head_layers: 2, head_dim: 256, subsample: 2,
+            freeze_updates: 0, specaug: {time_masks: 2, feature_masks: 2}}
+    trainer: {max_updates: 3000, lr: 1.0e-3, ...}     # speechssl.train.TrainerConfig
+    data: {max_seconds: 30}
+
+The tokenizer is trained on the training transcripts and saved in ``<exp>/tokenizer/``
+(``tokens.txt``, plus ``sp.model`` for sentencepiece); a resumed run reuses it. When training
+ends the inference model is written to ``<exp>/model.pt`` with ``<exp>/tokens.txt`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speechssl.asr.dataset import ASRDataset
+from speechssl.asr.model import ASRConfig, CTCModel, model_config, save_model
+from speechssl.asr.tokenizer import build_tokenizer, load_tokenizer
+from speechssl.config import load_config, save_config
+from speechssl.data.kaldi import read_table
+from speechssl.train import Trainer, TrainerConfig
+from speechssl.train.rng import seed_everything
+from speechssl.upstream import load_upstream
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "char"  # char | unigram | bpe
+    vocab_size: int = 256  # sentencepiece only
+
+
+@dataclass
+class ASRDataConfig:
+    max_seconds: float | None = 30.0  # drop longer training utterances (memory)
+
+
+@dataclass
+class ASRTrainConfig:
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ASRConfig = field(default_factory=ASRConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: ASRDataConfig = field(default_factory=ASRDataConfig)
+
+
+def _tokenizer(cfg: ASRTrainConfig, train_dir: Path, exp_dir: Path):
+    folder = exp_dir / "tokenizer"
+    if (folder / "tokens.txt").is_file():
+        return load_tokenizer(folder)  # a resumed run keeps its vocabulary
+    texts = list(read_table(train_dir / "text").values())
+    return build_tokenizer(cfg.tokenizer.kind, texts, folder, cfg.tokenizer.vocab_size)
+
+
+def asr_train(
+    cfg: ASRTrainConfig,
+    train_dir: str | os.PathLike,
+    exp_dir: str | os.PathLike,
+    valid_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Train a CTC model; returns the Trainer's summary plus ``model`` (the saved model path)."""
+    train_dir, exp_dir = Path(train_dir), Path(exp_dir)
+    seed_everything(cfg.trainer.seed)
+    tokenizer = _tokenizer(cfg, train_dir, exp_dir)
+    train_set = ASRDataset(train_dir, tokenizer, cfg.data.max_seconds)
+    valid_set = ASRDataset(valid_dir, tokenizer) if valid_dir is not None else None
+    model = CTCModel(load_upstream(cfg.model.upstream), tokenizer.tokens, cfg.model)
+    trainer = Trainer(
+        model, train_set, cfg.trainer, exp_dir, valid_dataset=valid_set, config=model_config(model)
+    )
+    result = trainer.train(resume=resume)
+    if trainer.dist.is_main and trainer.num_updates >= cfg.trainer.max_updates:
+        result["model"] = str(save_model(model, exp_dir / "model.pt"))
+        shutil.copyfile(exp_dir / "tokenizer" / "tokens.txt", exp_dir / "tokens.txt")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="speechssl asr-train",
+        description="Train a CTC ASR model on any upstream (resumes from <exp>/checkpoints).",
+    )
+    p.add_argument("--config", help="ASR YAML (e.g. egs/synth/conf/asr/fbank_blstm.yaml)")
+    p.add_argument("--data", required=True, help="training data dir (with text)")
+    p.add_argument("--valid", help="validation data dir (with text)")
+    p.add_argument("--exp", required=True, help="experiment dir")
+    p.add_argument("--upstream", help="overrides model.upstream (fbank, a checkpoint, HF folder)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value")
+    args = p.parse_args(argv)
+    overrides = list(args.set or [])
+    if args.upstream:
+        overrides.append(f"model.upstream={args.upstream}")
+    cfg = load_config(ASRTrainConfig, args.config, overrides)
+    save_config(cfg, Path(args.exp) / "config.yaml")
+    result = asr_train(cfg, args.data, args.exp, args.valid)
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
