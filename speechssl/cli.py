@@ -166,7 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         "  features   compute | merge | cmvn  fbank/MFCC features as ark/scp, sharded jobs\n"
         "  kmeans     fit | dump | merge  k-means frame labels for HuBERT (MFCC or a layer)\n"
         "  pretrain   SSL pretraining of a registered method with the one Trainer\n"
-        "  export     the inference-only upstream of a training checkpoint",
+        "  export     the inference-only upstream of a training checkpoint\n"
+        "  asr-train  CTC ASR training on any upstream (tokenizer, SpecAugment, freeze/fine-tune)\n"
+        "  asr-decode decode a data dir: greedy / beam + KenLM, n-best rescoring, scoring\n"
+        "  lm         build | score  KenLM word n-gram models (lmplz, build_binary)\n"
+        "  transcribe transcribe audio files, a folder or a wav.scp (text or JSON)\n"
+        "  superb     SUPERB-style probes of an upstream on eight tasks, results table\n"
+        "  prepare    turn a downloaded corpus into data dirs (librispeech, voxceleb1, ...)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -255,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
 DELEGATED = {
     "synth": "speechssl.data.synth.cli",
     "kmeans": "speechssl.ssl.kmeans",
+    "asr-train": "speechssl.asr.train",
+    "asr-decode": "speechssl.asr.infer",
+    "lm": "speechssl.asr.lm",
+    "transcribe": "speechssl.asr.transcribe",
+    "superb": "speechssl.superb.runner",
+    "prepare": "speechssl.data.corpora",
 }
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from speechssl.data.corpora import main
+
+sys.exit(main())
