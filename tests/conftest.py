@@ -46,3 +46,18 @@ def synth_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "data"
     build_corpus(out, seed=0, scale="test", nj=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def toy_asr_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``model.pt`` of a tiny CTC model trained on toy tone-spelled words (tests/toy_asr.py),
+    trained once per session on one thread; its data dir is ``<model>/../../data``."""
+    import torch
+    from toy_asr import train_toy_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_toy_model(tmp_path_factory.mktemp("toy_asr"))
+    finally:
+        torch.set_num_threads(threads)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from toy_asr import LETTER, PAUSE, WORDS, random_sentence, tones, utterance
 
 from speechssl.asr.decode import CTCDecoder
 from speechssl.asr.model import load_model
-from speechssl.asr.train import ASRTrainConfig, asr_train
 from speechssl.asr.transcribe import (
     TranscribeError,
     TranscriptResult,
@@ -30,28 +30,8 @@ from speechssl.asr.transcribe import (
     split_windows,
     transcribe_files,
 )
-from speechssl.config import from_dict
 from speechssl.data.audio import write_wav
 from speechssl.data.kaldi import write_data_dir, write_table
-
-WORDS = ["ab", "ba", "aba", "bab", "abab", "baba"]
-LETTER, PAUSE = 0.1, 0.2  # seconds
-
-
-def _tones(word: str, sr: int) -> np.ndarray:
-    t = np.arange(int(LETTER * sr)) / sr
-    return np.concatenate([0.5 * np.sin(2 * np.pi * (300 if c == "a" else 1200) * t) for c in word])
-
-
-def _utterance(words: list[str], sr: int = 16000, seed: int = 0) -> np.ndarray:
-    """Pause, word, pause, word, ..., pause; light noise so silence is not digital zero."""
-    gap = np.zeros(int(PAUSE * sr))
-    x = np.concatenate([gap] + [p for w in words for p in (_tones(w, sr), gap)])
-    return (x + 0.003 * np.random.default_rng(seed).standard_normal(len(x))).astype(np.float32)
-
-
-def _sentence(rng: np.random.Generator) -> list[str]:
-    return [str(w) for w in rng.choice(WORDS, size=int(rng.integers(2, 5)))]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,38 +45,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("toy_asr")
-    rng = np.random.default_rng(0)
-    wav_scp, utt2spk, text = {}, {}, {}
-    for i in range(48):
-        words, utt = _sentence(rng), f"s0-u{i:02d}"
-        write_wav(root / "data" / f"{utt}.wav", _utterance(words, seed=i))
-        wav_scp[utt], utt2spk[utt], text[utt] = f"{utt}.wav", "s0", " ".join(words)
-    write_data_dir(root / "data", wav_scp, utt2spk, text)
-    cfg = from_dict(
-        ASRTrainConfig,
-        {
-            "model": {
-                "head": "blstm",
-                "head_layers": 1,
-                "head_dim": 64,
-                "subsample": 2,
-                "dropout": 0.0,
-                "specaug": {"time_masks": 0, "feature_masks": 0},
-            },
-            "trainer": {
-                "max_updates": 200,
-                "lr": 1.5e-2,
-                "warmup_updates": 10,
-                "save_every": 200,
-                "log_every": 50,
-                "progress_bar": False,
-                "max_batch_seconds": 10,
-            },
-        },
-    )
-    return Path(asr_train(cfg, root / "data", root / "exp")["model"])
+def model_path(toy_asr_model: Path) -> Path:
+    return toy_asr_model
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +73,10 @@ def _check_times(result: TranscriptResult) -> None:
 
 def test_recognises_16k_wav_with_word_times(tmp_path: Path, model, decoder):
     words = ["abab", "ba", "bab"]
-    write_wav(tmp_path / "x.wav", _utterance(words, seed=100))
+    write_wav(tmp_path / "x.wav", utterance(words, seed=100))
     r = _only(transcribe_files(model, [str(tmp_path / "x.wav")], decoder))
     assert r.id == "x" and r.text == "abab ba bab"
-    assert r.duration == pytest.approx(len(_utterance(words)) / 16000)
+    assert r.duration == pytest.approx(len(utterance(words)) / 16000)
     _check_times(r)
     # CTC emits peaks, so a word's frames lie inside the time it is spoken (20 ms frames)
     start = PAUSE
@@ -138,10 +88,10 @@ def test_recognises_16k_wav_with_word_times(tmp_path: Path, model, decoder):
 
 def test_any_rate_and_channels_give_the_same_transcript(tmp_path: Path, model, decoder):
     words = ["ba", "abab", "aba"]
-    write_wav(tmp_path / "mono16k.wav", _utterance(words, 16000, seed=7))
-    stereo = _utterance(words, 44100, seed=7)
+    write_wav(tmp_path / "mono16k.wav", utterance(words, 16000, seed=7))
+    stereo = utterance(words, 44100, seed=7)
     sf.write(tmp_path / "stereo44k.flac", np.stack([stereo, 0.8 * stereo], 1), 44100)
-    sf.write(tmp_path / "mono8k.wav", _utterance(words, 8000, seed=7), 8000, subtype="PCM_16")
+    sf.write(tmp_path / "mono8k.wav", utterance(words, 8000, seed=7), 8000, subtype="PCM_16")
     paths = [str(tmp_path / n) for n in ("mono16k.wav", "stereo44k.flac", "mono8k.wav")]
     results = transcribe_files(model, paths, decoder)
     assert [r.text for r in results] == ["ba abab aba"] * 3
@@ -157,8 +107,8 @@ def _long_recording(seconds: float, seed: int) -> tuple[np.ndarray, list[str]]:
     rng = np.random.default_rng(seed)
     parts, words = [], []
     while sum(len(p) for p in parts) < seconds * 16000:
-        sentence = _sentence(rng)
-        parts.append(_utterance(sentence, seed=len(parts)))
+        sentence = random_sentence(rng)
+        parts.append(utterance(sentence, seed=len(parts)))
         words += sentence
     return np.concatenate(parts), words
 
@@ -217,7 +167,7 @@ def test_split_windows_cover_the_audio():
 
 def test_energy_vad_finds_the_speech(tmp_path: Path, model, decoder):
     sr, silence = 16000, np.zeros(32000, np.float32)
-    speech = [_tones("abab", sr), _tones("bab", sr), _tones("ba", sr)]
+    speech = [tones("abab", sr), tones("bab", sr), tones("ba", sr)]
     wav = np.concatenate([silence, speech[0], silence, speech[1], silence, speech[2], silence])
     wav = wav + 0.003 * np.random.default_rng(0).standard_normal(len(wav)).astype(np.float32)
     segments = energy_vad(wav, VADConfig(padding=0.1))
@@ -237,8 +187,8 @@ def test_energy_vad_finds_the_speech(tmp_path: Path, model, decoder):
 def test_cli_errors_are_named_and_other_files_still_written(
     tmp_path: Path, model_path: Path, capsys
 ):
-    write_wav(tmp_path / "good1.wav", _utterance(["ab", "bab"], seed=1))
-    write_wav(tmp_path / "good2.wav", _utterance(["baba"], seed=2))
+    write_wav(tmp_path / "good1.wav", utterance(["ab", "bab"], seed=1))
+    write_wav(tmp_path / "good2.wav", utterance(["baba"], seed=2))
     (tmp_path / "empty.wav").write_bytes(b"")
     sf.write(tmp_path / "nosamples.wav", np.zeros(0, np.float32), 16000)
     (tmp_path / "corrupt.flac").write_bytes(b"fLaC" + bytes(range(256)) * 4)
@@ -259,7 +209,7 @@ def test_cli_errors_are_named_and_other_files_still_written(
 
 
 def test_cli_bad_model_is_a_clear_error(tmp_path: Path, capsys):
-    write_wav(tmp_path / "x.wav", _utterance(["ab"]))
+    write_wav(tmp_path / "x.wav", utterance(["ab"]))
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     for bad in (tmp_path / "nothing", tmp_path / "garbage.pt"):
         assert main(["--model", str(bad), str(tmp_path / "x.wav")]) == 1
@@ -269,9 +219,9 @@ def test_cli_bad_model_is_a_clear_error(tmp_path: Path, capsys):
 
 def test_wav_scp_and_folder_inputs(tmp_path: Path, model_path: Path, capsys):
     audio = tmp_path / "audio"
-    write_wav(audio / "one.wav", _utterance(["ab", "ba"], seed=1))
+    write_wav(audio / "one.wav", utterance(["ab", "ba"], seed=1))
     (audio / "sub").mkdir()
-    sf.write(audio / "sub" / "two.flac", _utterance(["bab"], seed=2), 16000)
+    sf.write(audio / "sub" / "two.flac", utterance(["bab"], seed=2), 16000)
     (audio / "notes.txt").write_text("not audio")
     items = collect_inputs([str(audio)])
     assert [i.id for i in items] == ["one", "sub/two"]
@@ -290,7 +240,7 @@ def test_wav_scp_and_folder_inputs(tmp_path: Path, model_path: Path, capsys):
 
 
 def test_json_output_schema_and_nbest(tmp_path: Path, model_path: Path):
-    write_wav(tmp_path / "a.wav", _utterance(["baba", "ab"], seed=4))
+    write_wav(tmp_path / "a.wav", utterance(["baba", "ab"], seed=4))
     wav, _ = _long_recording(12.0, seed=5)
     write_wav(tmp_path / "b.wav", wav)
     out = tmp_path / "out" / "hyp.jsonl"
@@ -337,7 +287,7 @@ def test_beam_search_with_kenlm_through_the_speechssl_command(tmp_path: Path, mo
         + "\n".join(unigrams)
         + "\n\n\\2-grams:\n-0.3\t<s> ab\n\n\\end\\\n"
     )
-    write_wav(tmp_path / "x.wav", _utterance(["bab", "abab"], seed=9))
+    write_wav(tmp_path / "x.wav", utterance(["bab", "abab"], seed=9))
     args = ["transcribe", "--model", str(model_path), "--format", "json", "--nbest", "2"]
     assert speechssl_main([*args, "--lm", str(arpa), str(tmp_path / "x.wav")]) == 0
     d = json.loads(capsys.readouterr().out)
@@ -378,7 +328,7 @@ def test_nbest_of_windows_is_the_k_best_combinations():
 
 
 def test_data_dir_input_follows_segments(tmp_path: Path, model, decoder):
-    first, second = _utterance(["ab", "bab"], seed=1), _utterance(["abab"], seed=2)
+    first, second = utterance(["ab", "bab"], seed=1), utterance(["abab"], seed=2)
     write_wav(tmp_path / "rec.wav", np.concatenate([first, second]))
     split, end = len(first) / 16000, (len(first) + len(second)) / 16000
     write_data_dir(

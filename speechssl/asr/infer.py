@@ -1,0 +1,198 @@
+"""``speechssl asr-decode``: decode a data dir with a CTC model, optionally with a KenLM, n-best
+rescoring with a second LM, and LM-weight tuning on a dev set; then score with jiwer.
+
+The model runs once per utterance; its log-probabilities are cached in ``<out>/logprobs.pt``
+so a weight sweep or a rerun with another LM decodes without re-running the network. Beam search
+runs in ``--nj`` processes. A decode directory holds:
+
+``text``           the best hypothesis per utterance (Kaldi table)
+``nbest.jsonl``    per utterance the n-best list: text, score, am/lm scores, words
+``ctm``            word timings: ``<utt> 1 <start> <duration> <word> <confidence>``
+``wer.txt`` ...    scoring (:mod:`speechssl.asr.score`) when the data dir has ``text``
+``decode.json``    the settings used (model, LM, alpha, beta, beam)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechssl.asr.decode import CTCDecoder, DecoderConfig, Hypothesis, rescore_nbest
+from speechssl.asr.model import CTCModel, load_model
+from speechssl.asr.score import score_dir, score_texts
+from speechssl.data.dataset import AudioDataset, LengthBucketSampler, collate
+from speechssl.data.kaldi import atomic_write_text, read_table, write_table
+
+
+@torch.no_grad()
+def compute_logprobs(
+    model: CTCModel, data_dir: str | os.PathLike, batch_seconds: float = 60.0
+) -> dict[str, np.ndarray]:
+    """``{utt: (T, V) float32 log-probabilities}`` for every utterance of ``data_dir``."""
+    dataset = AudioDataset(data_dir, crop=None)
+    sampler = LengthBucketSampler(dataset.durations, batch_seconds, shuffle=False)
+    device = next(model.parameters()).device
+    out: dict[str, np.ndarray] = {}
+    for indices in sampler.epoch_batches(0):
+        batch = collate(dataset.__getitems__(indices)).to(device)
+        logp, lengths = model.logprobs(batch.wavs, batch.lengths)
+        for b, utt in enumerate(batch.utt_ids):
+            out[utt] = logp[b, : int(lengths[b])].cpu().numpy()
+    return out
+
+
+def cached_logprobs(model_path: str, data_dir: Path, out_dir: Path, device: str):
+    """Log-probabilities of ``data_dir``, computed once and kept in ``out_dir/logprobs.pt``
+    (keyed by the model file and the data dir's wav.scp, so a changed input recomputes)."""
+    key = {
+        "model": str(Path(model_path).resolve()),
+        "model_mtime": os.path.getmtime(_model_file(model_path)),
+        "wav_scp": (data_dir / "wav.scp").read_text(encoding="utf-8"),
+    }
+    cache = out_dir / "logprobs.pt"
+    if cache.is_file():
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        if saved.get("key") == key:
+            logprobs = {u: t.numpy() for u, t in saved["logprobs"].items()}
+            return logprobs, saved["tokens"], saved["stride"]
+    model = load_model(model_path, device)
+    logprobs = compute_logprobs(model, data_dir)
+    tmp = cache.with_name(".logprobs.pt.tmp")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {u: torch.from_numpy(a) for u, a in logprobs.items()}  # weights_only-loadable
+    torch.save(
+        {"key": key, "logprobs": tensors, "tokens": model.tokens, "stride": model.stride}, tmp
+    )
+    os.replace(tmp, cache)
+    return logprobs, model.tokens, model.stride
+
+
+def _model_file(path: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        return p / "model.pt" if (p / "model.pt").is_file() else p / "checkpoints/last.pt"
+    return p
+
+
+def decode_all(
+    decoder: CTCDecoder, logprobs: dict[str, np.ndarray], mode: str, nj: int = 1
+) -> dict[str, list[Hypothesis]]:
+    utts = sorted(logprobs)
+    if mode == "greedy":
+        return {u: [decoder.greedy(logprobs[u])] for u in utts}
+    results = decoder.decode_batch([logprobs[u] for u in utts], nj=nj)
+    return dict(zip(utts, results, strict=True))
+
+
+def tune_weights(
+    tokens: list[str],
+    lm,
+    logprobs: dict[str, np.ndarray],
+    refs: dict[str, str],
+    config: DecoderConfig,
+    alphas: list[float],
+    betas: list[float],
+    nj: int = 1,
+) -> tuple[float, float, list[dict]]:
+    """Grid search of (alpha, beta) by WER on ``refs``; returns the best pair and all results."""
+    results = []
+    for alpha in alphas:
+        for beta in betas:
+            decoder = CTCDecoder(tokens, lm, replace(config, alpha=alpha, beta=beta, nbest=1))
+            hyps = decode_all(decoder, logprobs, "beam", nj)
+            summary, _ = score_texts(refs, {u: h[0].text for u, h in hyps.items()})
+            results.append({"alpha": alpha, "beta": beta, "wer": summary.wer})
+    best = min(results, key=lambda r: (r["wer"], r["alpha"], r["beta"]))
+    return best["alpha"], best["beta"], results
+
+
+def write_decode_dir(out: Path, hyps: dict[str, list[Hypothesis]], stride: int, sr: int = 16000):
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(out / "text", {u: h[0].text for u, h in hyps.items()})
+    lines, ctm = [], []
+    for utt, nbest in hyps.items():
+        entries = [
+            {
+                "text": h.text,
+                "score": h.score,
+                "am_score": h.am_score,
+                "lm_score": h.lm_score,
+                "num_words": h.num_words,
+            }
+            for h in nbest
+        ]
+        lines.append(json.dumps({"utt": utt, "nbest": entries}))
+        for w in nbest[0].words:
+            start = w.start_frame * stride / sr
+            dur = (w.end_frame - w.start_frame) * stride / sr
+            ctm.append(f"{utt} 1 {start:.2f} {dur:.2f} {w.word} {w.confidence:.3f}")
+    atomic_write_text(out / "nbest.jsonl", "\n".join(lines) + "\n")
+    atomic_write_text(out / "ctm", "\n".join(ctm) + ("\n" if ctm else ""))
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="speechssl asr-decode",
+        description="Decode a data dir with a CTC model (greedy, or beam search with a KenLM), "
+        "write text/nbest/ctm and score against the data dir's text.",
+    )
+    p.add_argument("--model", required=True, help="ASR model (model.pt, checkpoint or exp dir)")
+    p.add_argument("--data", required=True, help="data dir to decode")
+    p.add_argument("--out", required=True, help="decode dir")
+    p.add_argument("--mode", choices=["greedy", "beam"], default="beam")
+    p.add_argument("--lm", help="KenLM ARPA or binary for shallow fusion")
+    p.add_argument("--rescore-lm", help="second (higher-order) LM to rescore the n-best with")
+    p.add_argument("--alpha", type=float, default=DecoderConfig.alpha)
+    p.add_argument("--beta", type=float, default=DecoderConfig.beta)
+    p.add_argument("--weights", help="decode.json of a tuning run: take its alpha and beta")
+    p.add_argument("--beam", type=int, default=DecoderConfig.beam)
+    p.add_argument("--nbest", type=int, default=10)
+    p.add_argument("--tune-alpha", help="comma list: grid-search alpha on this data dir's text")
+    p.add_argument("--tune-beta", help="comma list for the grid search (default: the --beta)")
+    p.add_argument("--nj", type=int, default=1, help="beam-search processes")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+
+    data, out = Path(args.data), Path(args.out)
+    logprobs, tokens, stride = cached_logprobs(args.model, data, out, args.device)
+    alpha, beta = args.alpha, args.beta
+    if args.weights:
+        tuned = json.loads(Path(args.weights).read_text())
+        alpha, beta = tuned["alpha"], tuned["beta"]
+    config = DecoderConfig(beam=args.beam, alpha=alpha, beta=beta, nbest=args.nbest)
+    settings = {"model": args.model, "mode": args.mode, "lm": args.lm, **asdict(config)}
+    if args.tune_alpha:
+        if not args.lm or not (data / "text").is_file():
+            raise ValueError("--tune-alpha needs --lm and a data dir with text")
+        alphas, betas = _floats(args.tune_alpha), _floats(args.tune_beta or str(beta))
+        alpha, beta, grid = tune_weights(
+            tokens, args.lm, logprobs, read_table(data / "text"), config, alphas, betas, args.nj
+        )
+        config = replace(config, alpha=alpha, beta=beta)
+        settings.update(alpha=alpha, beta=beta, grid=grid)
+    decoder = CTCDecoder(tokens, args.lm if args.mode == "beam" else None, config)
+    hyps = decode_all(decoder, logprobs, args.mode, args.nj)
+    if args.rescore_lm:
+        hyps = {u: rescore_nbest(h, args.rescore_lm, alpha, beta) for u, h in hyps.items()}
+        settings["rescore_lm"] = args.rescore_lm
+    write_decode_dir(out, hyps, stride)
+    atomic_write_text(out / "decode.json", json.dumps(settings, indent=2, default=str) + "\n")
+    if (data / "text").is_file():
+        summary = score_dir(data / "text", out / "text", out)
+        print(f"{out}: {summary.kaldi_line()}  CER {summary.cer:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
