@@ -23,11 +23,16 @@ skip_install=false    # stage 0 only checks, never installs
 ssl_method=wav2vec2   # stage 3: wav2vec2 | hubert | data2vec
 ssl_size=tiny         # stage 3: tiny (CPU) | base | large -> conf/ssl/<method>_<size>.yaml
 ssl_set=""            # stage 3: extra config overrides, e.g. "trainer.max_updates=50"
+asr_upstream=fbank    # stage 4: fbank | ssl (stage 3's exported upstream) | a path or HF folder
+asr_conf=""           # stage 4: ASR YAML (default: conf/asr/fbank_blstm.yaml, or ssl_blstm.yaml)
+asr_set=""            # stage 4: extra `speechssl asr-train --set` values, e.g. "trainer.max_updates=50"
 
 help_message="Usage: $0 [options]
 Stages: 0 install check (tools/install.sh), 1 synthetic corpus (local/data.sh),
         2 features (fbank + CMVN for every data dir, --nj sharded jobs),
-        3 SSL pretraining (recipes/ssl.sh: [k-means ->] pretrain -> export)."
+        3 SSL pretraining (recipes/ssl.sh: [k-means ->] pretrain -> export),
+        4 ASR (recipes/asr.sh: KenLM 3- and 5-gram -> CTC training -> dev-tuned beam search + LM
+          -> n-best rescoring -> WER table in <exp>/asr/<upstream>/RESULTS.md)."
 
 . "$SPEECHSSL_ROOT/recipes/lib/common.sh"
 . "$SPEECHSSL_ROOT/recipes/lib/parse_options.sh"
@@ -94,5 +99,19 @@ if stage_on 3; then
     --config "conf/ssl/${ssl_method}_${ssl_size}.yaml" --nj "$nj" \
     --train "$data/asr/train_unlabeled" --valid "$data/asr/dev" \
     --exp "$exp/ssl/${ssl_method}_${ssl_size}" --overrides "$ssl_set" "${hubert_opts[@]}"
+fi
+if stage_on 4; then
+  case $asr_upstream in
+    fbank) asr_name=fbank; upstream_spec=fbank; default_conf=conf/asr/fbank_blstm.yaml ;;
+    ssl) asr_name=${ssl_method}_${ssl_size}; default_conf=conf/asr/ssl_blstm.yaml
+         upstream_spec=$exp/ssl/${ssl_method}_${ssl_size}/upstream.pt
+         [ "$ssl_method" != hubert ] || upstream_spec=$(ls -d "$exp/ssl/hubert_${ssl_size}"/iter*/upstream.pt | tail -n 1) ;;
+    *) asr_name=$(basename "$asr_upstream"); upstream_spec=$asr_upstream; default_conf=conf/asr/ssl_blstm.yaml ;;
+  esac
+  log "stage 4: ASR on $data/asr/train_labeled with upstream $upstream_spec"
+  bash "$SPEECHSSL_ROOT/recipes/asr.sh" --config "${asr_conf:-$default_conf}" \
+    --upstream "$upstream_spec" --train "$data/asr/train_labeled" --dev "$data/asr/dev" \
+    --test "$data/asr/test" --lm-text "$data/asr/lm_text.txt" --exp "$exp/asr/$asr_name" \
+    --nj "$nj" --overrides "$asr_set"
 fi
 log "done (elapsed ${SECONDS}s)"
