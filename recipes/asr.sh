@@ -4,7 +4,8 @@
 #   1 LMs: a word n-gram for shallow fusion (--lm-order) and a higher-order one for n-best
 #     rescoring (--rescore-order), built with KenLM's lmplz from --lm-text, binarized
 #   2 CTC training on --train (speechssl asr-train; resumes from its last checkpoint)
-#   3 dev: greedy, then beam search + LM with (alpha, beta) tuned on dev by grid search
+#   3 dev: greedy, then beam search + LM with (alpha, beta) tuned on dev by grid search, then
+#     the rescoring weights tuned on the dev n-best lists
 #   4 test sets: greedy, beam + LM (dev-tuned weights), beam + LM + n-best rescoring
 #   5 a WER table of every decode dir: <exp>/RESULTS.md
 # Each step is guarded by a .done marker and safe to rerun.
@@ -28,7 +29,7 @@ lm_order=3           # first-pass LM order
 rescore_order=5      # rescoring LM order
 lm_prune="0 0 1"     # lmplz --prune thresholds for the first-pass LM ("" for none)
 beam=32
-nbest=10
+nbest=32             # n-best list size (rescoring re-ranks it)
 tune_alpha="0.2,0.4,0.6,0.8,1.0,1.5"  # grid for alpha on dev
 tune_beta="0,1,2,3"                   # grid for beta on dev
 nj=2                 # beam-search processes
@@ -60,6 +61,7 @@ if stage_on 1; then
     # shellcheck disable=SC2206  # lm_prune is a list of numbers
     [ "$order" != "$lm_order" ] || [ -z "$lm_prune" ] || prune=(--prune $lm_prune)
     log "stage 1: ${order}-gram LM from $lm_text"
+    mkdir -p "$exp/lm"
     speechssl lm build --text "$lm_text" --order "$order" "${prune[@]}" --binary --out "$dir" \
       > "$exp/lm/build_${order}gram.log" 2>&1 \
       || { tail -n 20 "$exp/lm/build_${order}gram.log" >&2; die "LM build failed"; }
@@ -103,6 +105,10 @@ if stage_on 3; then
   decode "$dev" "$exp/decode/dev_greedy" --mode greedy
   decode "$dev" "$exp/decode/dev_beam_lm" --lm "$lm" --beam "$beam" --nbest "$nbest" \
     --tune-alpha "$tune_alpha" --tune-beta "$tune_beta"
+  # the rescoring weights are tuned too (on the dev n-best lists; the first pass is not redone)
+  decode "$dev" "$exp/decode/dev_beam_lm_rescore" --lm "$lm" --beam "$beam" --nbest "$nbest" \
+    --weights "$exp/decode/dev_beam_lm/decode.json" --rescore-lm "$rescore_lm" \
+    --tune-alpha "$tune_alpha" --tune-beta "$tune_beta"
 fi
 
 if stage_on 4; then
@@ -115,7 +121,8 @@ if stage_on 4; then
     decode "$data" "$exp/decode/${name}_beam_lm" --lm "$lm" --beam "$beam" --nbest "$nbest" \
       --weights "$weights"
     decode "$data" "$exp/decode/${name}_beam_lm_rescore" --lm "$lm" --beam "$beam" \
-      --nbest "$nbest" --weights "$weights" --rescore-lm "$rescore_lm"
+      --nbest "$nbest" --weights "$exp/decode/dev_beam_lm_rescore/decode.json" \
+      --rescore-lm "$rescore_lm"
   done
 fi
 
@@ -125,13 +132,16 @@ if stage_on 5; then
     echo
     echo "| decode dir | WER % | CER % | SER % | words | ins | del | sub |"
     echo "|---|---|---|---|---|---|---|---|"
-    for f in "$exp"/decode/*/summary.json; do
-      [ -f "$f" ] || continue
-      python -c 'import json, sys; s = json.load(open(sys.argv[1])); n = sys.argv[2]
-print(f"| {n} | {s[\"wer\"]:.2f} | {s[\"cer\"]:.2f} | {s[\"ser\"]:.2f} | {s[\"words\"]} | "
-      f"{s[\"insertions\"]} | {s[\"deletions\"]} | {s[\"substitutions\"]} |")' \
-        "$f" "$(basename "$(dirname "$f")")"
-    done
+    python - "$exp"/decode/*/summary.json <<'PY'
+import json, os, sys
+for f in sys.argv[1:]:
+    if not os.path.isfile(f):
+        continue
+    s = json.load(open(f))
+    name = os.path.basename(os.path.dirname(f))
+    print(f"| {name} | {s['wer']:.2f} | {s['cer']:.2f} | {s['ser']:.2f} | {s['words']} | "
+          f"{s['insertions']} | {s['deletions']} | {s['substitutions']} |")
+PY
   } > "$exp/RESULTS.md.tmp"
   mv "$exp/RESULTS.md.tmp" "$exp/RESULTS.md"
   log "stage 5: results in $exp/RESULTS.md"

@@ -121,6 +121,25 @@ def test_decode_greedy_beam_tuned_and_rescored(toy_asr_model: Path, test_set, tm
             assert h["score"] == pytest.approx(total, abs=1e-3)
 
 
+def test_rescoring_weights_tuned_on_nbest(toy_asr_model: Path, test_set, tmp_path: Path):
+    data, lm2, lm3 = test_set
+    out = tmp_path / "rescore_tuned"
+    args = ["asr-decode", "--model", str(toy_asr_model), "--data", str(data), "--out", str(out)]
+    args += ["--lm", str(lm2), "--alpha", "0.5", "--beta", "1", "--nbest", "8"]
+    assert speechssl_main([*args, "--rescore-lm", str(lm3), "--tune-alpha", "0.3,1,2"]) == 0
+    settings = json.loads((out / "decode.json").read_text())
+    assert (settings["alpha"], settings["beta"]) == (0.5, 1.0)  # the first pass is not tuned
+    grid = settings["rescore_grid"]
+    assert len(grid) == 3 and _wer(out) == pytest.approx(min(r["wer"] for r in grid))
+    best = min(grid, key=lambda r: (r["wer"], r["alpha"], r["beta"]))
+    assert settings["rescore_alpha"] == best["alpha"]
+    again = tmp_path / "again"  # --weights carries the rescoring weights to another decode
+    args2 = ["asr-decode", "--model", str(toy_asr_model), "--data", str(data), "--out", str(again)]
+    args2 += ["--lm", str(lm2), "--nbest", "8", "--rescore-lm", str(lm3)]
+    assert speechssl_main([*args2, "--weights", str(out / "decode.json")]) == 0
+    assert read_table(again / "text") == read_table(out / "text")
+
+
 def test_logprobs_cache_is_reused_and_invalidated(toy_asr_model: Path, test_set, tmp_path):
     data, _, _ = test_set
     out = tmp_path / "dec"

@@ -113,6 +113,23 @@ def tune_weights(
     return best["alpha"], best["beta"], results
 
 
+def tune_rescoring(
+    first_pass: dict[str, list[Hypothesis]],
+    lm,
+    refs: dict[str, str],
+    alphas: list[float],
+    betas: list[float],
+) -> tuple[float, float, list[dict]]:
+    """Grid search of the rescoring (alpha, beta) on fixed first-pass n-best lists."""
+    results = []
+    for alpha in alphas:
+        for beta in betas:
+            best = {u: rescore_nbest(h, lm, alpha, beta)[0].text for u, h in first_pass.items()}
+            results.append({"alpha": alpha, "beta": beta, "wer": score_texts(refs, best)[0].wer})
+    best = min(results, key=lambda r: (r["wer"], r["alpha"], r["beta"]))
+    return best["alpha"], best["beta"], results
+
+
 def write_decode_dir(out: Path, hyps: dict[str, list[Hypothesis]], stride: int, sr: int = 16000):
     out.mkdir(parents=True, exist_ok=True)
     write_table(out / "text", {u: h[0].text for u, h in hyps.items()})
@@ -155,10 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rescore-lm", help="second (higher-order) LM to rescore the n-best with")
     p.add_argument("--alpha", type=float, default=DecoderConfig.alpha)
     p.add_argument("--beta", type=float, default=DecoderConfig.beta)
-    p.add_argument("--weights", help="decode.json of a tuning run: take its alpha and beta")
+    p.add_argument(
+        "--weights",
+        help="decode.json of a tuning run: its alpha and beta (and rescore_alpha/_beta)",
+    )
     p.add_argument("--beam", type=int, default=DecoderConfig.beam)
     p.add_argument("--nbest", type=int, default=10)
-    p.add_argument("--tune-alpha", help="comma list: grid-search alpha on this data dir's text")
+    p.add_argument(
+        "--tune-alpha",
+        help="comma list: grid-search alpha on this data dir's text (with --rescore-lm: the "
+        "rescoring weights, on the first pass's n-best lists)",
+    )
     p.add_argument("--tune-beta", help="comma list for the grid search (default: the --beta)")
     p.add_argument("--nj", type=int, default=1, help="beam-search processes")
     p.add_argument("--device", default="cpu")
@@ -167,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     data, out = Path(args.data), Path(args.out)
     logprobs, tokens, stride = cached_logprobs(args.model, data, out, args.device)
     alpha, beta = args.alpha, args.beta
-    if args.weights:
+    tuned: dict = {}
+    if args.weights:  # a tuning run's decode.json: first-pass and (if tuned) rescoring weights
         tuned = json.loads(Path(args.weights).read_text())
         alpha, beta = tuned["alpha"], tuned["beta"]
     config = DecoderConfig(beam=args.beam, alpha=alpha, beta=beta, nbest=args.nbest)
@@ -175,17 +200,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.tune_alpha:
         if not args.lm or not (data / "text").is_file():
             raise ValueError("--tune-alpha needs --lm and a data dir with text")
-        alphas, betas = _floats(args.tune_alpha), _floats(args.tune_beta or str(beta))
+    refs = read_table(data / "text") if args.tune_alpha else {}
+    grid_alphas = _floats(args.tune_alpha or "")
+    grid_betas = _floats(args.tune_beta or str(beta))
+    if args.tune_alpha and not args.rescore_lm:  # tune the first pass
         alpha, beta, grid = tune_weights(
-            tokens, args.lm, logprobs, read_table(data / "text"), config, alphas, betas, args.nj
+            tokens, args.lm, logprobs, refs, config, grid_alphas, grid_betas, args.nj
         )
         config = replace(config, alpha=alpha, beta=beta)
         settings.update(alpha=alpha, beta=beta, grid=grid)
     decoder = CTCDecoder(tokens, args.lm if args.mode == "beam" else None, config)
     hyps = decode_all(decoder, logprobs, args.mode, args.nj)
     if args.rescore_lm:
-        hyps = {u: rescore_nbest(h, args.rescore_lm, alpha, beta) for u, h in hyps.items()}
-        settings["rescore_lm"] = args.rescore_lm
+        r_alpha = tuned.get("rescore_alpha", alpha)
+        r_beta = tuned.get("rescore_beta", beta)
+        if args.tune_alpha:  # tune the rescoring weights on these n-best lists
+            r_alpha, r_beta, grid = tune_rescoring(
+                hyps, args.rescore_lm, refs, grid_alphas, grid_betas
+            )
+            settings["rescore_grid"] = grid
+        hyps = {u: rescore_nbest(h, args.rescore_lm, r_alpha, r_beta) for u, h in hyps.items()}
+        settings.update(rescore_lm=args.rescore_lm, rescore_alpha=r_alpha, rescore_beta=r_beta)
     write_decode_dir(out, hyps, stride)
     atomic_write_text(out / "decode.json", json.dumps(settings, indent=2, default=str) + "\n")
     if (data / "text").is_file():
