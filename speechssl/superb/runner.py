@@ -1,0 +1,448 @@
+"""The SUPERB runner: every task x fold x learning rate x seed, dev-based selection, report.
+
+For each task and fold: the upstream's hidden states of train/dev/test come from the disk cache
+(computed once per upstream and data dir), then one probe (:mod:`speechssl.superb.probe`) is
+trained per (lr, seed). The reported number of a task is the test metric, at the best-dev
+checkpoint of each seed, of the lr whose mean dev metric (over seeds and folds) is best: mean ±
+std over seeds, each seed's value averaged over folds (ER). Nothing is selected on test.
+
+Layout under ``exp``::
+
+    <upstream>/<task>/[fold<k>/]lr<lr>/seed<s>/{best.pt,layer_weights.json,.png,result.json}
+    <upstream>/<task>/summary.json   the selected lr, mean ± std, the sweep (dev by lr)
+    <upstream>/<task>/log.txt
+    cache/<key>/                     hidden states (shared by every task and rerun)
+    results.{md,csv,png}             all upstreams under exp (speechssl.superb.report)
+
+``result.json`` is written last in a run folder: a rerun skips every (lr, seed) that has it, so a
+killed sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from speechssl.data.kaldi import DataDirError, atomic_write_text
+from speechssl.superb.cache import (
+    CacheError,
+    CacheStats,
+    cached_hidden_states,
+    upstream_identity,
+)
+from speechssl.superb.probe import CachedSource, LiveSource, ProbeConfig, Split, train_probe
+from speechssl.superb.report import upstream_name
+from speechssl.superb.tasks import TASKS, Task, get_task
+from speechssl.upstream import Upstream, UpstreamError, load_upstream
+
+LR_EXPONENTS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # default sweep: default_lr x 10^e
+
+
+class SuperbError(ValueError):
+    """Bad input to the runner (unknown task, missing data dir); the message names it."""
+
+
+def lr_grid(default_lr: float, exponents: Sequence[float] = LR_EXPONENTS) -> list[float]:
+    """A log grid around the protocol's lr, rounded to 3 significant digits."""
+    return [float(f"{default_lr * 10**e:.3g}") for e in exponents]
+
+
+def _num_hidden_states(upstream: Upstream, device: str) -> int:
+    try:
+        return upstream.num_layers + 1
+    except NotImplementedError:  # an upstream that does not say: ask it
+        with torch.no_grad():
+            wav = torch.zeros(1, 16000, device=device)
+            return len(upstream(wav, torch.tensor([16000], device=device)).hidden_states)
+
+
+def check_task_data(task: Task, data: Path) -> list[dict[str, Path]]:
+    """The task's folds; raises SuperbError naming a missing data dir or label file."""
+    folds = task.splits(data)
+    for fold in folds:
+        for split in ("train", "dev", "test"):
+            if split not in fold:
+                raise SuperbError(f"task {task.name}: no {split} split under {data}")
+            if not (fold[split] / "wav.scp").is_file():
+                raise SuperbError(
+                    f"task {task.name}: data dir {fold[split]} is missing (no wav.scp); "
+                    f"prepare it, or leave {task.name} out of --task"
+                )
+            try:
+                task.targets(fold[split])
+            except (DataDirError, ValueError) as e:
+                raise SuperbError(f"task {task.name}: {e}") from None
+    return folds
+
+
+class _Log:
+    """Lines to stderr and appended to ``log.txt`` with a time stamp."""
+
+    def __init__(self, path: Path | None = None, prefix: str = ""):
+        self.path, self.prefix = path, prefix
+
+    def __call__(self, message: str) -> None:
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.prefix}{message}"
+        print(line, file=sys.stderr, flush=True)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+
+    def child(self, prefix: str) -> _Log:
+        return _Log(self.path, self.prefix + prefix)
+
+
+def _fold_name(fold: dict[str, Path], k: int, num_folds: int) -> str | None:
+    if num_folds == 1:
+        return None
+    parent = fold["train"].parent.name
+    return parent if re.fullmatch(r"fold\d+", parent) else f"fold{k + 1}"
+
+
+def _run_dir(task_dir: Path, fold: str | None, lr: float, seed: int) -> Path:
+    return (task_dir / fold if fold else task_dir) / f"lr{lr:.2e}" / f"seed{seed}"
+
+
+def summarize(task: Task, runs: list[dict], upstream: dict, chance: float) -> dict:
+    """The selected lr (best mean dev over seeds and folds) and its test mean ± std."""
+    by_lr: dict[float, list[dict]] = {}
+    for run in runs:
+        by_lr.setdefault(run["lr"], []).append(run)
+    sweep = []
+    for lr, lr_runs in by_lr.items():
+        sweep.append(
+            {
+                "lr": lr,
+                "dev": statistics.fmean(r["dev"][task.metric] for r in lr_runs),
+                "test": statistics.fmean(r["test"][task.metric] for r in lr_runs),
+            }
+        )
+    sign = 1 if task.higher_is_better else -1
+    best = max(sweep, key=lambda s: sign * s["dev"])
+    per_seed: dict[int, list[float]] = {}
+    for run in by_lr[best["lr"]]:
+        per_seed.setdefault(run["seed"], []).append(run["test"][task.metric])
+    values = [statistics.fmean(v) for _, v in sorted(per_seed.items())]
+    return {
+        "task": task.name,
+        "metric": task.metric,
+        "higher_is_better": task.higher_is_better,
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+        "seeds": sorted(per_seed),
+        "dev_lr": best["lr"],
+        "dev": best["dev"],
+        "chance": chance,
+        "folds": len({r.get("fold") for r in runs}),
+        "sweep": sorted(sweep, key=lambda s: s["lr"]),
+        "probe_seconds": round(sum(r["seconds"] for r in runs), 1),
+        **upstream,
+    }
+
+
+@dataclass
+class _Features:
+    """Where a task's hidden states come from: the cache (frozen upstream) or the upstream
+    itself on every batch (fine-tuning, ``use_cache=False``)."""
+
+    upstream: Upstream
+    spec: str | Path | None
+    upstream_id: str | None
+    device: str
+    live: bool
+    cache_root: Path
+    cache_layers: list[int] | None
+    stats: CacheStats = field(default_factory=CacheStats)
+
+    def source(self, split_dir: Path, log: _Log):
+        if self.live:
+            return LiveSource(self.upstream, split_dir, self.device)
+        self.upstream_id = self.upstream_id or upstream_identity(self.spec, self.upstream)
+        cached = cached_hidden_states(
+            self.upstream, self.upstream_id, split_dir, self.cache_root, self.stats,
+            self.cache_layers, self.device, log=log,
+        )  # fmt: skip
+        return CachedSource(cached, self.device)
+
+    def splits(self, task: Task, fold: dict[str, Path], log: _Log) -> dict[str, Split]:
+        return {
+            name: Split(name, fold[name], self.source(fold[name], log), task.targets(fold[name]))
+            for name in ("train", "dev", "test")
+        }
+
+
+def _build_tasks(tasks: Sequence[str | Task], task_options: dict[str, dict]) -> list[Task]:
+    unknown = [t for t in tasks if isinstance(t, str) and t not in TASKS]
+    if unknown:
+        raise SuperbError(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
+    built = []
+    for t in tasks:
+        try:
+            built.append(t if isinstance(t, Task) else get_task(t, **task_options.get(t, {})))
+        except TypeError as e:
+            raise SuperbError(f"task {t}: bad option ({e})") from None
+        except ImportError as e:
+            raise SuperbError(f"task {t}: not available ({e})") from None
+    return built
+
+
+def _sweep(
+    task: Task,
+    folds: list[dict[str, Path]],
+    features: _Features,
+    task_dir: Path,
+    lrs: list[float],
+    seeds: Sequence[int],
+    config: dict,
+    log: _Log,
+) -> tuple[list[dict], list[float]]:
+    """Every fold x lr x seed of one task (finished runs are read back); runs and chances."""
+    runs, chances = [], []
+    for k, fold in enumerate(folds):
+        fold_name = _fold_name(fold, k, len(folds))
+        flog = log.child(f"{fold_name} ") if fold_name else log
+        chances.append(task.chance(fold["train"], fold["test"]))
+        splits = None  # loaded (from the cache) only if a run is left to do
+        for lr in lrs:
+            for seed in seeds:
+                run_dir = _run_dir(task_dir, fold_name, lr, seed)
+                if (run_dir / "result.json").is_file():
+                    result = json.loads((run_dir / "result.json").read_text())
+                    flog(f"lr {lr:.2e} seed {seed}: done already")
+                else:
+                    splits = splits or features.splits(task, fold, flog)
+                    rlog = flog.child(f"lr {lr:.2e} seed {seed}: ")
+                    probe = ProbeConfig(lr=lr, seed=seed, **config)
+                    result = train_probe(task, splits, probe, run_dir, rlog, features.upstream)
+                runs.append({**result, "fold": fold_name})
+    return runs, chances
+
+
+def run_superb(
+    upstream_spec: str | Path | Upstream,
+    tasks: Sequence[str | Task],
+    data: str | Path,
+    exp: str | Path,
+    lrs: Sequence[float] | None = None,
+    seeds: Sequence[int] = (0,),
+    steps: int | None = None,
+    eval_every: int | None = None,
+    batch_size: int | None = None,
+    layer: int | None = None,
+    normalize: bool = False,
+    finetune: bool = False,
+    use_cache: bool = True,
+    device: str | None = None,
+    name: str | None = None,
+    cache_dir: str | Path | None = None,
+    task_options: dict[str, dict] | None = None,
+    upstream_id: str | None = None,
+    report: bool = True,
+) -> list[dict]:
+    """Probe one upstream on ``tasks``; returns one summary per task (also written to
+    ``<exp>/<name>/<task>/summary.json``) and, with ``report``, writes ``<exp>/results.*``.
+
+    ``upstream_spec``: anything :func:`speechssl.upstream.load_upstream` reads, or an
+    ``Upstream`` object (then give ``name``; ``upstream_id`` defaults to a hash of its weights).
+    ``tasks``: names (``"pr"``, ...) or Task objects. ``lrs``: the sweep (default:
+    :func:`lr_grid` of each task's protocol lr). ``steps``: optimizer updates per run (default:
+    the protocol's); ``eval_every``: dev evaluation interval (default: a tenth of the steps, at
+    most 5000). ``layer``: probe one hidden state instead of the weighted sum. ``finetune``:
+    train the upstream too (no cache). ``task_options``: keyword arguments of each task's
+    constructor, e.g. ``{"asr": {"hidden_size": 64}}``.
+    """
+    data, exp = Path(data), Path(exp)
+    if not data.is_dir():
+        raise SuperbError(f"--data {data}: no such folder (give the corpus root)")
+    task_objs = _build_tasks(tasks, task_options or {})
+    folds_by_task = {task.name: check_task_data(task, data) for task in task_objs}
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise SuperbError(f"--device {device}: no CUDA device here; use --device cpu")
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+
+    if isinstance(upstream_spec, Upstream):
+        upstream, spec = upstream_spec.to(device).eval(), None
+        name = name or type(upstream).__name__.lower()
+    else:
+        upstream, spec = load_upstream(upstream_spec, device=device), upstream_spec
+        name = name or upstream_name(spec)
+    upstream_info = {
+        "upstream": name,
+        "upstream_spec": str(spec) if spec is not None else name,
+        "upstream_params": sum(p.numel() for p in upstream.parameters()),
+    }
+    for p in upstream.parameters():
+        p.requires_grad_(finetune)
+    if finetune:  # as s3prl: no LayerDrop while fine-tuning under the weighted sum
+        for module in upstream.modules():
+            if hasattr(module, "layerdrop"):
+                module.layerdrop = 0.0
+    num_states = _num_hidden_states(upstream, device)
+    if layer is not None and not -num_states <= layer < num_states:
+        raise SuperbError(f"--layer {layer}: the upstream has {num_states} hidden states")
+    live = finetune or not use_cache
+    features = _Features(
+        upstream, spec, upstream_id, device, live,
+        cache_root=Path(cache_dir) if cache_dir else exp / "cache",
+        cache_layers=None if layer is None or live else [layer % num_states],
+    )  # fmt: skip
+    summaries = []
+    for task in task_objs:
+        task_dir = exp / name / task.name
+        log = _Log(task_dir / "log.txt", f"[{name} {task.name}] ")
+        task_lrs = list(lrs) if lrs else lr_grid(task.default_lr)
+        task_steps = steps or task.default_steps
+        config = dict(
+            steps=task_steps,
+            eval_every=eval_every or max(1, min(5000, task_steps // 10)),
+            batch_size=batch_size or task.batch_size,
+            layer=layer if live else None,  # the cache holds the one layer already
+            normalize=normalize,
+            finetune=finetune,
+        )
+        log(f"lrs {task_lrs}, seeds {list(seeds)}, {task_steps} steps, device {device}")
+        folds = folds_by_task[task.name]
+        runs, chances = _sweep(task, folds, features, task_dir, task_lrs, seeds, config, log)
+        summary = summarize(task, runs, upstream_info, statistics.fmean(chances))
+        atomic_write_text(task_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
+        log(
+            f"test {task.metric} {summary['mean']:.2f} ± {summary['std']:.2f} at dev-selected "
+            f"lr {summary['dev_lr']:.2e} (chance {summary['chance']:.2f}); {features.stats}"
+        )
+        summaries.append(summary)
+    _Log(exp / name / "log.txt")(str(features.stats))
+    if report:
+        from speechssl.superb.report import write_report
+
+        write_report(exp)
+    return summaries
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"learning rates must be positive numbers, got {text!r}")
+    return values
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _task_options(items: list[str] | None) -> dict[str, dict]:
+    options: dict[str, dict] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        task, dot, option = key.partition(".")
+        if not (sep and dot and option):
+            raise SuperbError(
+                f"--set {item!r}: expected TASK.OPTION=VALUE, e.g. asr.hidden_size=64"
+            )
+        options.setdefault(task, {})[option] = yaml.safe_load(value)
+    return options
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one "error:" line, exit 1 (not argparse's 2)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="speechssl superb",
+        description="SUPERB-style probing of a frozen upstream: lr sweep, seeds, dev selection.",
+    )
+    p.add_argument("--upstream", required=True,
+                   help="fbank | fbank_no_cmvn | speechssl checkpoint or exported upstream | "
+                   "HF model folder | fairseq-format .pt")  # fmt: skip
+    p.add_argument("--task", required=True, help=f"comma-separated: {','.join(TASKS)}")
+    p.add_argument("--data", required=True, help="corpus root (e.g. egs/synth/data)")
+    p.add_argument("--exp", required=True, help="experiment folder")
+    p.add_argument("--lrs", type=_floats, help="learning rates (default: 5-point log grid)")
+    p.add_argument("--seeds", type=_ints, default=[0], help="seeds (default: 0)")
+    p.add_argument("--steps", type=int, help="optimizer updates per run (default: protocol)")
+    p.add_argument("--eval-every", type=int, help="dev evaluation interval in updates")
+    p.add_argument("--batch-size", type=int, help="utterances per update (default: protocol)")
+    p.add_argument("--layer", type=int, help="probe one hidden state (no weighted sum)")
+    p.add_argument("--normalize", action="store_true", help="layer-norm before the sum")
+    p.add_argument("--finetune", action="store_true", help="train the upstream too (no cache)")
+    p.add_argument("--no-cache", action="store_true", help="run the upstream on every batch")
+    p.add_argument("--device", help="cpu | cuda (default: cuda if available)")
+    p.add_argument("--name", help="upstream name in exp/ and the report (default: from spec)")
+    p.add_argument("--cache-dir", help="hidden-state cache (default: <exp>/cache)")
+    p.add_argument("--set", action="append", metavar="TASK.OPTION=VALUE",
+                   help="task option, e.g. asr.hidden_size=64 asr.lm=lm.arpa")  # fmt: skip
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+    for value, flag in ((args.steps, "--steps"), (args.eval_every, "--eval-every"),
+                        (args.batch_size, "--batch-size")):  # fmt: skip
+        if value is not None and value < 1:
+            print(f"error: {flag} must be >= 1, got {value}", file=sys.stderr)
+            return 1
+    try:
+        summaries = run_superb(
+            args.upstream,
+            tasks,
+            args.data,
+            args.exp,
+            lrs=args.lrs,
+            seeds=args.seeds,
+            steps=args.steps,
+            eval_every=args.eval_every,
+            batch_size=args.batch_size,
+            layer=args.layer,
+            normalize=args.normalize,
+            finetune=args.finetune,
+            use_cache=not args.no_cache,
+            device=args.device,
+            name=args.name,
+            cache_dir=args.cache_dir,
+            task_options=_task_options(args.set),
+        )
+    except (SuperbError, UpstreamError, CacheError, DataDirError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for s in summaries:
+        print(f"{s['upstream']} {s['task']} {s['metric']} {s['mean']:.2f} ± {s['std']:.2f} "
+              f"(dev lr {s['dev_lr']:.2e}, seeds {s['seeds']})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""ASR, speech recognition (LibriSpeech train-clean-100; here ``asr/train_labeled``).
+
+Head (s3prl ``asr`` config): Linear(D -> H), 2 x BiLSTM with H units per direction (dropout
+0.2, no downsampling), Linear(2H -> characters + blank); CTC over characters with ``|`` between
+words (:class:`speechssl.asr.tokenizer.CharTokenizer` built from the training transcripts);
+SpecAugment-style time and feature masks on the representation during training; Adam 1e-4.
+Decoding is greedy, or a KenLM beam search with ``lm=<arpa|binary>``; WER in percent through
+:func:`speechssl.asr.score.score_texts` (jiwer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+import torchaudio.functional as ta_f
+from torch import nn
+from torch.nn import functional as F
+
+from speechssl.superb.tasks.base import ProbeBatch, Task, read_labels
+from speechssl.superb.tasks.pr import ctc_loss_sum
+from speechssl.superb.tasks.utterance import standard_splits
+
+
+class BiLSTMCTCHead(nn.Module):
+    """``(features (B, T, D), lengths) -> log-probabilities (B, T, V)``."""
+
+    def __init__(self, input_dim: int, vocab_size: int, hidden_size: int, dropout: float = 0.2):
+        super().__init__()
+        self.projector = nn.Linear(input_dim, hidden_size)
+        self.lstm = nn.LSTM(
+            hidden_size, hidden_size, num_layers=2, bidirectional=True, batch_first=True,
+            dropout=dropout,
+        )  # fmt: skip
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(2 * hidden_size, vocab_size)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.projector(features)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        y, _ = self.lstm(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        return F.log_softmax(self.output(self.dropout(y)), dim=-1)
+
+
+def spec_augment(
+    features: torch.Tensor,
+    num_time_masks: int = 2,
+    time_width: int = 40,
+    num_feature_masks: int = 4,
+    feature_width: int = 50,
+) -> torch.Tensor:
+    """Zero random spans of frames and of feature dimensions, per utterance (s3prl's ``specaug``
+    without time warping). ``features``: ``(B, T, D)``. The feature width is capped at D / 8 so
+    that narrow representations (80-d FBANK) keep at least half their dimensions."""
+    x = features.transpose(1, 2)  # (B, D, T): mask_along_axis_iid wants (batch, channel?, F, T)
+    feature_width = min(feature_width, max(1, x.shape[1] // 8))
+    time_width = min(time_width, max(1, x.shape[2] // 5))
+    x = x.unsqueeze(1)
+    for _ in range(num_feature_masks):
+        x = ta_f.mask_along_axis_iid(x, feature_width, 0.0, axis=2)
+    for _ in range(num_time_masks):
+        x = ta_f.mask_along_axis_iid(x, time_width, 0.0, axis=3)
+    return x.squeeze(1).transpose(1, 2)
+
+
+class SpeechRecognition(Task):
+    name = "asr"
+    metric = "wer"
+    higher_is_better = False
+    default_lr = 1e-4
+    default_steps = 200_000
+    split_names = {"train": "asr/train_labeled", "dev": "asr/dev", "test": "asr/test"}
+
+    def __init__(
+        self,
+        hidden_size: int = 1024,
+        dropout: float = 0.2,
+        specaug: bool = True,
+        lm: str | None = None,
+    ):
+        self.hidden_size = hidden_size
+        self.dropout = dropout
+        self.specaug = specaug
+        self.lm = lm
+
+    def splits(self, data: Path) -> list[dict[str, Path]]:
+        return standard_splits(data, self.split_names)
+
+    def targets(self, split_dir: Path) -> dict[str, str]:
+        return read_labels(split_dir, "text")
+
+    def build_head(self, input_dim: int, stride: int, train_dir: Path) -> nn.Module:
+        from speechssl.asr.tokenizer import CharTokenizer
+
+        tokenizer = CharTokenizer.from_texts(self.targets(train_dir).values())
+        head = BiLSTMCTCHead(input_dim, len(tokenizer.tokens), self.hidden_size, self.dropout)
+        head.tokenizer = tokenizer
+        return head
+
+    def loss(self, head: nn.Module, batch: ProbeBatch) -> tuple[torch.Tensor, int]:
+        features = batch.features
+        if self.specaug and head.training:
+            features = spec_augment(features)
+        targets = [head.tokenizer.encode(text) for text in batch.targets]
+        log_probs = head(features, batch.lengths)
+        return ctc_loss_sum(log_probs, batch.lengths, targets), len(batch.utt_ids)
+
+    @torch.no_grad()
+    def evaluate(
+        self, head: nn.Module, batches: Iterable[ProbeBatch], split_dir: Path
+    ) -> dict[str, float]:
+        from speechssl.asr.decode import CTCDecoder
+        from speechssl.asr.score import score_texts
+
+        head.eval()
+        decoder = CTCDecoder(head.tokenizer.tokens, lm=self.lm)
+        refs, hyps = {}, {}
+        for batch in batches:
+            log_probs = head(batch.features, batch.lengths).cpu()
+            for b, utt in enumerate(batch.utt_ids):
+                emission = log_probs[b, : int(batch.lengths[b])]
+                best = decoder.beam_search(emission)[0] if self.lm else decoder.greedy(emission)
+                hyps[utt], refs[utt] = best.text, batch.targets[b]
+        summary, _ = score_texts(refs, hyps)
+        return {
+            self.metric: summary.wer,
+            "cer": summary.cer,
+            "ser": summary.ser,
+            "utterances": float(summary.utterances),
+        }
+
+    def chance(self, train_dir: Path, test_dir: Path) -> float:
+        """An empty output: every word deleted, 100% WER."""
+        return 100.0
