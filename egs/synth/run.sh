@@ -26,13 +26,22 @@ ssl_set=""            # stage 3: extra config overrides, e.g. "trainer.max_updat
 asr_upstream=fbank    # stage 4: fbank | ssl (stage 3's exported upstream) | a path or HF folder
 asr_conf=""           # stage 4: ASR YAML (default: conf/asr/fbank_blstm.yaml, or ssl_blstm.yaml)
 asr_set=""            # stage 4: extra `speechssl asr-train --set` values, e.g. "trainer.max_updates=50"
+superb_upstreams="fbank fbank_no_cmvn ssl"  # stage 5: upstreams to probe (ssl: stage 3's upstream)
+superb_tasks=pr,ks,ic,sid,er,asr,se,sv      # stage 5: SUPERB tasks
+superb_steps=300      # stage 5: updates per probe run (the protocol's 30k-200k need a GPU)
+superb_lrs=1e-3,1e-2  # stage 5: learning-rate sweep (best dev lr reported)
+superb_seeds=0,1      # stage 5: seeds (mean +- std)
+# stage 5: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol
+superb_opts="--eval-every 50 --batch-size 16 --set asr.hidden_size=128 --set se.hidden_size=128"
 
 help_message="Usage: $0 [options]
 Stages: 0 install check (tools/install.sh), 1 synthetic corpus (local/data.sh),
         2 features (fbank + CMVN for every data dir, --nj sharded jobs),
         3 SSL pretraining (recipes/ssl.sh: [k-means ->] pretrain -> export),
         4 ASR (recipes/asr.sh: KenLM 3- and 5-gram -> CTC training -> dev-tuned beam search + LM
-          -> n-best rescoring -> WER table in <exp>/asr/<upstream>/RESULTS.md)."
+          -> n-best rescoring -> WER table in <exp>/asr/<upstream>/RESULTS.md),
+        5 SUPERB-style probes (recipes/superb.sh: 8 tasks, lr sweep, seeds, cached hidden
+          states -> <exp>/superb/results.{md,csv,png})."
 
 . "$SPEECHSSL_ROOT/recipes/lib/common.sh"
 . "$SPEECHSSL_ROOT/recipes/lib/parse_options.sh"
@@ -113,5 +122,19 @@ if stage_on 4; then
     --upstream "$upstream_spec" --train "$data/asr/train_labeled" --dev "$data/asr/dev" \
     --test "$data/asr/test" --lm-text "$data/asr/lm_text.txt" --exp "$exp/asr/$asr_name" \
     --nj "$nj" --overrides "$asr_set"
+fi
+if stage_on 5; then
+  upstreams=()
+  for up in $superb_upstreams; do
+    if [ "$up" = ssl ]; then
+      up=$exp/ssl/${ssl_method}_${ssl_size}/upstream.pt
+      [ "$ssl_method" != hubert ] || up=$(ls -d "$exp/ssl/hubert_${ssl_size}"/iter*/upstream.pt | tail -n 1)
+    fi
+    upstreams+=("$up")
+  done
+  log "stage 5: SUPERB probes of ${upstreams[*]} on $superb_tasks"
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} bash "$SPEECHSSL_ROOT/recipes/superb.sh" \
+    --upstream "${upstreams[*]}" --tasks "$superb_tasks" --data "$data" --exp "$exp/superb" \
+    --steps "$superb_steps" --lrs "$superb_lrs" --seeds "$superb_seeds" --opts "$superb_opts"
 fi
 log "done (elapsed ${SECONDS}s)"
