@@ -12,6 +12,10 @@ over a 29-token character vocabulary with 5% letter confusions; the LM is a 3-gr
     python bench/decode.py                       # 200 utterances, beams 32 and 100
     python bench/decode.py --utts 50 --beams 16
     python bench/decode.py --logits logp.pt --tokens tokens.txt --lm lm.arpa [--text ref.txt]
+    # the real test set: asr-decode's cache of the model's log-probabilities, references sorted
+    python bench/decode.py --logits egs/synth/exp/asr/fbank/decode/test_beam_lm/logprobs.pt \
+      --tokens egs/synth/exp/asr/fbank/tokens.txt --lm egs/synth/exp/asr/fbank/lm/3gram/lm.arpa \
+      --text <(cut -d' ' -f2- egs/synth/data/asr/test/text) --alpha A --beta B
 
 pyctcdecode runs three ways: ``decode_beams`` (n-best, no history pruning: the search ours does)
 and ``decode`` (its 1-best call, which also drops beams sharing the LM history), both stock, and
@@ -95,6 +99,10 @@ def load_external(args: argparse.Namespace):
         logits = [data] if data.ndim == 2 else list(data)
     else:
         data = torch.load(args.logits, weights_only=True)
+        if isinstance(data, dict) and "logprobs" in data:  # an asr-decode logprobs.pt cache
+            utts = sorted(data["logprobs"])
+            data = [data["logprobs"][u] for u in utts]
+            print(f"{args.logits}: {len(utts)} utterances of a decode dir (sorted by id)")
         logits = [data] if torch.is_tensor(data) and data.ndim == 2 else list(data)
     logprobs = [torch.as_tensor(x).float().log_softmax(-1).numpy() for x in logits]
     refs = None
