@@ -40,12 +40,8 @@ import jiwer
 import numpy as np
 import torch
 
-from speechssl.asr.decode import (
-    CTCDecoder,
-    DecoderConfig,
-    build_pyctcdecode,
-    simulate_ctc_emissions,
-)
+from speechssl.asr.decode import CTCDecoder, DecoderConfig
+from speechssl.asr.decode_peer import build_pyctcdecode, simulate_ctc_emissions
 from speechssl.asr.lm import LN10, KenLM, build_arpa
 
 CHAR_TOKENS = ["<blank>", "|", "'", *"abcdefghijklmnopqrstuvwxyz"]

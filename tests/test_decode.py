@@ -20,12 +20,11 @@ import torch
 from speechssl.asr.decode import (
     CTCDecoder,
     DecoderConfig,
-    build_pyctcdecode,
     detect_kind,
     frames_to_seconds,
     rescore_nbest,
-    simulate_ctc_emissions,
 )
+from speechssl.asr.decode_peer import build_pyctcdecode, simulate_ctc_emissions
 from speechssl.asr.lm import LN10, KenLM, build_arpa, find_kenlm_program
 
 try:

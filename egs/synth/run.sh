@@ -26,13 +26,13 @@ ssl_set=""            # stage 3: extra config overrides, e.g. "trainer.max_updat
 asr_upstream=fbank    # stage 4: fbank | ssl (stage 3's exported upstream) | a path or HF folder
 asr_conf=""           # stage 4: ASR YAML (default: conf/asr/fbank_blstm.yaml, or ssl_blstm.yaml)
 asr_set=""            # stage 4: extra `speechssl asr-train --set` values, e.g. "trainer.max_updates=50"
-superb_upstreams="fbank fbank_no_cmvn ssl"  # stage 5: upstreams to probe (ssl: stage 3's upstream)
+superb_upstreams="fbank_no_cmvn ssl"  # stage 5: upstreams (fbank_no_cmvn: SUPERB's FBANK baseline; ssl: stage 3's)
 superb_tasks=pr,ks,ic,sid,er,asr,se,sv      # stage 5: SUPERB tasks
-superb_steps=300      # stage 5: updates per probe run (the protocol's 30k-200k need a GPU)
+superb_steps=200      # stage 5: updates per probe run (the protocol's 30k-200k need a GPU)
 superb_lrs=1e-3,1e-2  # stage 5: learning-rate sweep (best dev lr reported)
-superb_seeds=0,1      # stage 5: seeds (mean +- std)
+superb_seeds=0        # stage 5: seeds, e.g. 0,1,2 for mean +- std
 # stage 5: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol
-superb_opts="--eval-every 50 --batch-size 16 --set asr.hidden_size=128 --set se.hidden_size=128"
+superb_opts="--eval-every 50 --batch-size 16 --set asr.hidden_size=64 --set se.hidden_size=64"
 
 help_message="Usage: $0 [options]
 Stages: 0 install check (tools/install.sh), 1 synthetic corpus (local/data.sh),

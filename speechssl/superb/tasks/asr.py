@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-import torchaudio.functional as ta_f
 from torch import nn
 from torch.nn import functional as F
 
+from speechssl.features.specaug import SpecAugConfig, spec_augment
 from speechssl.superb.tasks.base import ProbeBatch, Task, read_labels
 from speechssl.superb.tasks.pr import ctc_loss_sum
 from speechssl.superb.tasks.utterance import standard_splits
@@ -46,25 +46,19 @@ class BiLSTMCTCHead(nn.Module):
         return F.log_softmax(self.output(self.dropout(y)), dim=-1)
 
 
-def spec_augment(
-    features: torch.Tensor,
-    num_time_masks: int = 2,
-    time_width: int = 40,
-    num_feature_masks: int = 4,
-    feature_width: int = 50,
-) -> torch.Tensor:
-    """Zero random spans of frames and of feature dimensions, per utterance (s3prl's ``specaug``
-    without time warping). ``features``: ``(B, T, D)``. The feature width is capped at D / 8 so
-    that narrow representations (80-d FBANK) keep at least half their dimensions."""
-    x = features.transpose(1, 2)  # (B, D, T): mask_along_axis_iid wants (batch, channel?, F, T)
-    feature_width = min(feature_width, max(1, x.shape[1] // 8))
-    time_width = min(time_width, max(1, x.shape[2] // 5))
-    x = x.unsqueeze(1)
-    for _ in range(num_feature_masks):
-        x = ta_f.mask_along_axis_iid(x, feature_width, 0.0, axis=2)
-    for _ in range(num_time_masks):
-        x = ta_f.mask_along_axis_iid(x, time_width, 0.0, axis=3)
-    return x.squeeze(1).transpose(1, 2)
+def probe_spec_augment(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """s3prl's ``specaug`` widths (no time warping) through the project's one SpecAugment: 2 time
+    masks of up to 40 frames (at most a fifth of the utterance each), 4 feature masks of up to
+    50 dimensions, capped at D / 8 so that narrow representations (80-d FBANK) keep most of
+    their dimensions. ``features``: ``(B, T, D)``."""
+    cfg = SpecAugConfig(
+        time_masks=2,
+        time_mask_frames=40,
+        time_mask_max_ratio=0.2,
+        feature_masks=4,
+        feature_mask_dims=min(50, max(1, features.shape[-1] // 8)),
+    )
+    return spec_augment(features, lengths, cfg, generator=None)
 
 
 class SpeechRecognition(Task):
@@ -104,7 +98,7 @@ class SpeechRecognition(Task):
     def loss(self, head: nn.Module, batch: ProbeBatch) -> tuple[torch.Tensor, int]:
         features = batch.features
         if self.specaug and head.training:
-            features = spec_augment(features)
+            features = probe_spec_augment(features, batch.lengths)
         targets = [head.tokenizer.encode(text) for text in batch.targets]
         log_probs = head(features, batch.lengths)
         return ctc_loss_sum(log_probs, batch.lengths, targets), len(batch.utt_ids)
