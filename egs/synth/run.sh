@@ -33,6 +33,8 @@ superb_lrs=1e-3,1e-2  # stage 5: learning-rate sweep (best dev lr reported)
 superb_seeds=0        # stage 5: seeds, e.g. 0,1,2 for mean +- std
 # stage 5: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol
 superb_opts="--eval-every 50 --batch-size 16 --set asr.hidden_size=64 --set se.hidden_size=64"
+superb_opts+=" --set sv.projection_dim=128 --set sv.embedding_dim=128"
+superb_opts+=" --set sv.tdnn_channels=[128,128,128,128,384]"
 
 help_message="Usage: $0 [options]
 Stages: 0 install check (tools/install.sh), 1 synthetic corpus (local/data.sh),
