@@ -184,3 +184,15 @@ def test_cli_validate_fix_info(data_dir, capsys):
     assert '"utterances": 12' in capsys.readouterr().out
     assert main(["data", "info", str(data_dir / "nope")]) == 1
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    """Not mkstemp's 0600: other users (a shared cluster) can read data dirs and reports."""
+    import os
+
+    from speechssl.data.kaldi import atomic_write_text
+
+    atomic_write_text(tmp_path / "text", "utt1 hello\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "text").stat().st_mode & 0o777 == 0o666 & ~mask

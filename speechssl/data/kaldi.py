@@ -41,6 +41,12 @@ def c_sorted(keys: Iterable[str]) -> list[str]:
     return sorted(keys, key=lambda k: k.encode("utf-8"))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | os.PathLike, content: str) -> None:
     """Write ``content`` to ``path`` through a temporary file in the same folder and a rename, so a
     reader (or a rerun after a kill) never sees a half-written file."""
@@ -48,6 +54,8 @@ def atomic_write_text(path: str | os.PathLike, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; give it the mode a plain open() would (0666 & ~umask)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(content)
         os.replace(tmp, path)
