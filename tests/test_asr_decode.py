@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import require_lmplz
 from toy_asr import WORDS, random_sentence, utterance
 
 from speechssl.asr.decode import DecoderConfig
@@ -20,11 +21,7 @@ from speechssl.cli import main as speechssl_main
 from speechssl.data.audio import write_wav
 from speechssl.data.kaldi import read_table, write_data_dir
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("lmplz") is None
-    and not Path(__file__).parents[1].joinpath("tools/bin/lmplz").exists(),
-    reason="lmplz not built",
-)
+require_lmplz()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -16,6 +16,7 @@ import jiwer
 import numpy as np
 import pytest
 import torch
+from conftest import require_lmplz
 
 from speechssl.asr.decode import (
     CTCDecoder,
@@ -25,12 +26,9 @@ from speechssl.asr.decode import (
     rescore_nbest,
 )
 from speechssl.asr.decode_peer import build_pyctcdecode, simulate_ctc_emissions
-from speechssl.asr.lm import LN10, KenLM, build_arpa, find_kenlm_program
+from speechssl.asr.lm import LN10, KenLM, build_arpa
 
-try:
-    find_kenlm_program("lmplz")
-except FileNotFoundError as e:
-    pytest.skip(f"{e}", allow_module_level=True)
+require_lmplz()
 
 WORDS = (
     "the a my cat cap dog dot sat sits ran bed bad red big pig pen pan map mat man men "

@@ -8,6 +8,7 @@ import math
 import kenlm
 import numpy as np
 import pytest
+from conftest import require_lmplz
 
 from speechssl.asr.lm import (
     LN10,
@@ -20,10 +21,7 @@ from speechssl.asr.lm import (
     read_arpa_unigrams,
 )
 
-try:
-    find_kenlm_program("lmplz")
-except FileNotFoundError as e:
-    pytest.skip(f"{e}", allow_module_level=True)
+require_lmplz()
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the teacher", "her brother"]
 VERBS = ["saw", "likes", "found", "painted", "called"]

@@ -133,12 +133,12 @@ def test_pr_and_asr_decode_and_score_the_references(synth_corpus, tmp_path):
     assert metrics["wer"] == metrics["cer"] == 0.0 and metrics["utterances"] == 8
 
     pytest.importorskip("kenlm")
+    from conftest import require_lmplz
+
     from speechssl.asr.lm import build_arpa
 
-    try:
-        arpa = build_arpa(text / "lm_text.txt", tmp_path / "lm.arpa", order=2)
-    except FileNotFoundError as e:  # no lmplz (tools/install.sh builds it)
-        pytest.skip(str(e))
+    require_lmplz()
+    arpa = build_arpa(text / "lm_text.txt", tmp_path / "lm.arpa", order=2)
     with_lm = get_task("asr", hidden_size=8, lm=str(arpa))
     assert with_lm.evaluate(oracle, [batch], text / "dev")["wer"] == 0.0
 

@@ -101,8 +101,6 @@ def plot_layer_weights(weights: Sequence[float], path: str | os.PathLike, title:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from speechssl.superb.report import save_figure
+
+    return save_figure(fig, path)

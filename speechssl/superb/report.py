@@ -134,6 +134,13 @@ def plot(summaries: list[dict], path: Path) -> Path:
     ax.set_ylabel("test metric (↓: lower is better)")
     ax.legend(fontsize=7)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Save a matplotlib figure as PNG atomically (temp file + rename) and close it."""
+    import matplotlib.pyplot as plt
+
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
