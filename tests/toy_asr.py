@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from speechssl.asr.train import ASRTrainConfig, asr_train
 from speechssl.config import from_dict
@@ -33,12 +34,16 @@ def random_sentence(rng: np.random.Generator) -> list[str]:
 
 
 def train_toy_model(root: Path) -> Path:
-    """A tiny CTC model on 48 toy utterances (data under root/data); returns model.pt."""
+    """A tiny CTC model on 48 toy utterances, a quarter of them band-limited to 4 kHz (data
+    under root/data); returns model.pt."""
     rng = np.random.default_rng(0)
     wav_scp, utt2spk, text = {}, {}, {}
     for i in range(48):
         words, utt = random_sentence(rng), f"s0-u{i:02d}"
-        write_wav(root / "data" / f"{utt}.wav", utterance(words, seed=i))
+        wav = utterance(words, seed=i)
+        if i % 4 == 3:  # a quarter recorded at 8 kHz: the model must not depend on the band
+            wav = soxr.resample(utterance(words, 8000, seed=i), 8000, 16000).astype(np.float32)
+        write_wav(root / "data" / f"{utt}.wav", wav)
         wav_scp[utt], utt2spk[utt], text[utt] = f"{utt}.wav", "s0", " ".join(words)
     write_data_dir(root / "data", wav_scp, utt2spk, text)
     cfg = from_dict(

@@ -27,6 +27,7 @@ from torch import nn
 from speechssl.features.extract import FeatureConfig
 from speechssl.features.specaug import SpecAugConfig, spec_augment
 from speechssl.nn.conv_encoder import length_mask
+from speechssl.nn.rnn import BiLSTM
 from speechssl.train.protocol import ModelOutput
 from speechssl.upstream import FbankUpstream, Upstream, UpstreamError, get_family
 
@@ -81,22 +82,15 @@ class _TransformerHead(nn.Module):
 class _BLSTMHead(nn.Module):
     def __init__(self, input_dim: int, cfg: ASRConfig):
         super().__init__()
-        self.lstm = nn.LSTM(
+        self.lstm = BiLSTM(
             input_dim,
             cfg.head_dim,
             num_layers=cfg.head_layers,
-            bidirectional=True,
-            batch_first=True,
             dropout=cfg.dropout if cfg.head_layers > 1 else 0.0,
         )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, _ = self.lstm(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return out
+        return self.lstm(x, lengths)
 
 
 def _head(input_dim: int, cfg: ASRConfig) -> tuple[nn.Module | None, int]:

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from speechssl.features.specaug import SpecAugConfig, spec_augment
+from speechssl.nn.rnn import BiLSTM
 from speechssl.superb.tasks.base import ProbeBatch, Task, read_labels
 from speechssl.superb.tasks.pr import ctc_loss_sum
 from speechssl.superb.tasks.utterance import standard_splits
@@ -29,20 +30,13 @@ class BiLSTMCTCHead(nn.Module):
     def __init__(self, input_dim: int, vocab_size: int, hidden_size: int, dropout: float = 0.2):
         super().__init__()
         self.projector = nn.Linear(input_dim, hidden_size)
-        self.lstm = nn.LSTM(
-            hidden_size, hidden_size, num_layers=2, bidirectional=True, batch_first=True,
-            dropout=dropout,
-        )  # fmt: skip
+        self.lstm = BiLSTM(hidden_size, hidden_size, num_layers=2, dropout=dropout)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(2 * hidden_size, vocab_size)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.projector(features)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        y, _ = self.lstm(packed)
-        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        y = self.lstm(x, lengths)
         return F.log_softmax(self.output(self.dropout(y)), dim=-1)
 
 

@@ -39,6 +39,7 @@ from speechssl.data.audio import load_audio
 from speechssl.data.kaldi import DataDir, DataDirError
 from speechssl.enhance.metrics import MetricError, enhancement_scores, pesq_wb, si_sdr, stoi
 from speechssl.nn.conv_encoder import length_mask
+from speechssl.nn.rnn import BiLSTM
 from speechssl.superb.tasks.base import ProbeBatch, Task
 
 N_FFT = 512
@@ -71,13 +72,11 @@ class SepRNN(nn.Module):
         self.hop = stride
         self.n_fft = n_fft
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        self.rnn = nn.LSTM(
+        self.rnn = BiLSTM(
             input_dim,
             hidden_size,
             num_layers=num_layers,
             dropout=dropout if num_layers > 1 else 0.0,
-            bidirectional=True,
-            batch_first=True,
         )
         self.dropout = nn.Dropout(dropout)
         self.mask = nn.Linear(2 * hidden_size, n_fft // 2 + 1)
@@ -117,13 +116,7 @@ class SepRNN(nn.Module):
             num_frames: ``(B,)`` valid STFT frames.
         Returns: ``(B, max(num_frames), K)`` non-negative masks (zero on padded frames).
         """
-        packed = nn.utils.rnn.pack_padded_sequence(
-            features, num_frames.cpu(), batch_first=True, enforce_sorted=False
-        )
-        hidden, _ = self.rnn(packed)
-        hidden, _ = nn.utils.rnn.pad_packed_sequence(
-            hidden, batch_first=True, total_length=int(num_frames.max())
-        )
+        hidden = self.rnn(features[:, : int(num_frames.max())], num_frames)
         return torch.relu(self.mask(self.dropout(hidden)))
 
 
