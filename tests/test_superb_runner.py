@@ -89,6 +89,9 @@ def test_two_tasks_two_lrs_two_seeds_end_to_end(synth_corpus, tmp_path, capsys):
         ({"--steps": "0"}, "error: --steps must be >= 1"),
         ({"--set": "asr.nope=1"}, "error: task asr: bad option"),
         ({"--layer": "3"}, "error: --layer 3: the upstream has 1 hidden states"),
+        ({"--set": "asr.steps=0"}, "error: --set asr.steps=0: expected a positive integer"),
+        ({"--set": "asr.lrs=[x]"}, "error: --set asr.lrs=['x']: expected a list of numbers"),
+        ({"--set": "asr.normalize=2"}, "error: --set asr.normalize=2: expected true or false"),
     ],
 )
 def test_cli_errors_are_one_line(synth_corpus, tmp_path, capsys, change, message):
@@ -100,6 +103,24 @@ def test_cli_errors_are_one_line(synth_corpus, tmp_path, capsys, change, message
     err = capsys.readouterr().err.strip()
     assert err.startswith(message.format(tmp=tmp_path)), err
     assert len(err.splitlines()) == 1 and not (tmp_path / "exp").exists()
+
+
+def test_per_task_probe_settings_override_the_arguments(synth_corpus, tmp_path):
+    """``--set er.steps=4 --set er.lrs=[1e-2] --set er.normalize=true`` changes ER's probe only."""
+    exp = tmp_path / "exp"
+    argv = ["--upstream", "fbank_no_cmvn", "--task", "sid,er", "--data", str(synth_corpus),
+            "--exp", str(exp), "--lrs", "1e-3", "--steps", "2", "--device", "cpu",
+            "--set", "er.steps=4", "--set", "er.lrs=[1e-2,3e-2]", "--set", "er.normalize=true",
+            "--set", "er.eval_every=2"]  # fmt: skip
+    assert main(argv) == 0
+    sid, er = run_results(exp / "fbank_no_cmvn" / "sid"), run_results(exp / "fbank_no_cmvn" / "er")
+    assert [(r["lr"], r["steps"]) for r in sid] == [(1e-3, 2)]
+    assert [(r["lr"], r["steps"]) for r in er] == [(1e-2, 4), (3e-2, 4)]
+    assert [c["step"] for c in er[0]["curve"]] == [2, 4]
+    weights = exp / "fbank_no_cmvn" / "er" / "lr1.00e-02" / "seed0" / "layer_weights.json"
+    assert json.loads(weights.read_text())["normalize"] is True
+    assert "4 steps, batch 32, layer-normed" in (exp / "fbank_no_cmvn/er/log.txt").read_text()
+    assert "layer-normed" not in (exp / "fbank_no_cmvn/sid/log.txt").read_text()
 
 
 def tiny_hf_wav2vec2(folder):

@@ -47,6 +47,8 @@ from speechssl.superb.tasks import TASKS, Task, get_task
 from speechssl.upstream import Upstream, UpstreamError, load_upstream
 
 LR_EXPONENTS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # default sweep: default_lr x 10^e
+# ``--set TASK.KEY=VALUE`` keys that set the probe of one task rather than its constructor
+PROBE_SETTINGS = ("steps", "eval_every", "batch_size", "normalize", "lrs")
 
 
 class SuperbError(ValueError):
@@ -184,6 +186,40 @@ class _Features:
         }
 
 
+def split_task_options(
+    task_options: dict[str, dict],
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """``--set`` values -> (task constructor options, per-task probe settings): ``steps``,
+    ``eval_every``, ``batch_size`` (positive integers), ``normalize`` (bool) and ``lrs`` (a list
+    of positive numbers) override the command-line values for that task only, e.g. an ASR
+    probe that needs more updates than KS."""
+    constructor: dict[str, dict] = {}
+    probe: dict[str, dict] = {}
+    for task, options in task_options.items():
+        for key, value in options.items():
+            if key not in PROBE_SETTINGS:
+                constructor.setdefault(task, {})[key] = value
+                continue
+            where = f"--set {task}.{key}={value!r}"
+            if key == "normalize":
+                if not isinstance(value, bool):
+                    raise SuperbError(f"{where}: expected true or false")
+            elif key == "lrs":
+                values = value if isinstance(value, list) else [value]
+                try:
+                    value = [float(v) for v in values]
+                except (TypeError, ValueError):
+                    raise SuperbError(
+                        f"{where}: expected a list of numbers, e.g. [1e-3,1e-2]"
+                    ) from None
+                if not value or not all(math.isfinite(v) and v > 0 for v in value):
+                    raise SuperbError(f"{where}: learning rates must be positive numbers")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SuperbError(f"{where}: expected a positive integer")
+            probe.setdefault(task, {})[key] = value
+    return constructor, probe
+
+
 def _build_tasks(tasks: Sequence[str | Task], task_options: dict[str, dict]) -> list[Task]:
     unknown = [t for t in tasks if isinstance(t, str) and t not in TASKS]
     if unknown:
@@ -262,12 +298,14 @@ def run_superb(
     the protocol's); ``eval_every``: dev evaluation interval (default: a tenth of the steps, at
     most 5000). ``layer``: probe one hidden state instead of the weighted sum. ``finetune``:
     train the upstream too (no cache). ``task_options``: keyword arguments of each task's
-    constructor, e.g. ``{"asr": {"hidden_size": 64}}``.
+    constructor, e.g. ``{"asr": {"hidden_size": 64}}``, and per-task probe settings
+    (:data:`PROBE_SETTINGS`, e.g. ``{"asr": {"steps": 1500}}``) that override the arguments.
     """
     data, exp = Path(data), Path(exp)
     if not data.is_dir():
         raise SuperbError(f"--data {data}: no such folder (give the corpus root)")
-    task_objs = _build_tasks(tasks, task_options or {})
+    constructor_options, probe_settings = split_task_options(task_options or {})
+    task_objs = _build_tasks(tasks, constructor_options)
     folds_by_task = {task.name: check_task_data(task, data) for task in task_objs}
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -304,17 +342,22 @@ def run_superb(
     for task in task_objs:
         task_dir = exp / name / task.name
         log = _Log(task_dir / "log.txt", f"[{name} {task.name}] ")
-        task_lrs = list(lrs) if lrs else lr_grid(task.default_lr)
-        task_steps = steps or task.default_steps
+        own = probe_settings.get(task.name, {})
+        task_lrs = own.get("lrs") or (list(lrs) if lrs else lr_grid(task.default_lr))
+        task_steps = own.get("steps") or steps or task.default_steps
         config = dict(
             steps=task_steps,
-            eval_every=eval_every or max(1, min(5000, task_steps // 10)),
-            batch_size=batch_size or task.batch_size,
+            eval_every=own.get("eval_every") or eval_every or max(1, min(5000, task_steps // 10)),
+            batch_size=own.get("batch_size") or batch_size or task.batch_size,
             layer=layer if live else None,  # the cache holds the one layer already
-            normalize=normalize,
+            normalize=own.get("normalize", normalize),
             finetune=finetune,
         )
-        log(f"lrs {task_lrs}, seeds {list(seeds)}, {task_steps} steps, device {device}")
+        log(
+            f"lrs {task_lrs}, seeds {list(seeds)}, {task_steps} steps, batch "
+            f"{config['batch_size']}{', layer-normed' if config['normalize'] else ''}, "
+            f"device {device}"
+        )
         folds = folds_by_task[task.name]
         runs, chances = _sweep(task, folds, features, task_dir, task_lrs, seeds, config, log)
         summary = summarize(task, runs, upstream_info, statistics.fmean(chances))
@@ -400,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="upstream name in exp/ and the report (default: from spec)")
     p.add_argument("--cache-dir", help="hidden-state cache (default: <exp>/cache)")
     p.add_argument("--set", action="append", metavar="TASK.OPTION=VALUE",
-                   help="task option, e.g. asr.hidden_size=64 asr.lm=lm.arpa")  # fmt: skip
+                   help="task option, e.g. asr.hidden_size=64 asr.lm=lm.arpa, or a probe "
+                   "setting of one task: asr.steps=1500 asr.lrs=[3e-3,1e-2] asr.normalize=true "
+                   "asr.eval_every asr.batch_size")  # fmt: skip
     return p
 
 
