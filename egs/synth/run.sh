@@ -28,11 +28,17 @@ asr_conf=""           # stage 4: ASR YAML (default: conf/asr/fbank_blstm.yaml, o
 asr_set=""            # stage 4: extra `speechssl asr-train --set` values, e.g. "trainer.max_updates=50"
 superb_upstreams="fbank_no_cmvn ssl"  # stage 5: upstreams (fbank_no_cmvn: SUPERB's FBANK baseline; ssl: stage 3's)
 superb_tasks=pr,ks,ic,sid,er,asr,se,sv      # stage 5: SUPERB tasks
-superb_steps=200      # stage 5: updates per probe run (the protocol's 30k-200k need a GPU)
-superb_lrs=1e-3,1e-2  # stage 5: learning-rate sweep (best dev lr reported)
+superb_steps=600      # stage 5: updates per probe run (the protocol's 30k-200k need a GPU)
+superb_lrs=1e-3,3e-3,1e-2  # stage 5: learning-rate sweep (best dev lr reported)
 superb_seeds=0        # stage 5: seeds, e.g. 0,1,2 for mean +- std
-# stage 5: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol
-superb_opts="--eval-every 50 --batch-size 16 --set asr.hidden_size=64 --set se.hidden_size=64"
+superb_lm=true        # stage 5: decode the ASR probe with a 3-gram KenLM of data/asr/lm_text.txt
+# stage 5: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol.
+# --normalize layer-norms each hidden state first: FBANK without CMVN (SUPERB's baseline) is
+# unnormalised, and a linear CTC probe on it diverges at these lrs (PR 94% PER -> 48%).
+# The ASR probe has its own settings: CTC leaves the all-blank plateau only after ~500 updates.
+superb_opts="--normalize --eval-every 50 --batch-size 16 --set se.hidden_size=64"
+superb_opts+=" --set asr.hidden_size=64 --set asr.steps=1500 --set asr.eval_every=250"
+superb_opts+=" --set asr.lrs=[1e-2]"
 superb_opts+=" --set sv.projection_dim=128 --set sv.embedding_dim=128"
 superb_opts+=" --set sv.tdnn_channels=[128,128,128,128,384]"
 
@@ -134,9 +140,23 @@ if stage_on 5; then
     fi
     upstreams+=("$up")
   done
+  opts=$superb_opts
+  if "$superb_lm" && [[ ",$superb_tasks," == *,asr,* ]]; then
+    lm_dir=$exp/superb/lm
+    if is_done "$lm_dir/.done"; then
+      log "stage 5: ASR probe LM exists ($lm_dir/lm.arpa)"
+    else
+      log "stage 5: 3-gram KenLM for the ASR probe on $data/asr/lm_text.txt"
+      mkdir -p "$lm_dir"
+      speechssl lm build --text "$data/asr/lm_text.txt" --order 3 --out "$lm_dir" \
+        > "$exp/superb/lm.log" 2>&1 || die "lmplz failed; see $exp/superb/lm.log"
+      mark_done "$lm_dir/.done" "3-gram on $data/asr/lm_text.txt"
+    fi
+    opts+=" --set asr.lm=$lm_dir/lm.arpa"
+  fi
   log "stage 5: SUPERB probes of ${upstreams[*]} on $superb_tasks"
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} bash "$SPEECHSSL_ROOT/recipes/superb.sh" \
     --upstream "${upstreams[*]}" --tasks "$superb_tasks" --data "$data" --exp "$exp/superb" \
-    --steps "$superb_steps" --lrs "$superb_lrs" --seeds "$superb_seeds" --opts "$superb_opts"
+    --steps "$superb_steps" --lrs "$superb_lrs" --seeds "$superb_seeds" --opts "$opts"
 fi
 log "done (elapsed ${SECONDS}s)"
