@@ -3,12 +3,12 @@
 ``scale`` is the hours of audio in ``asr/train_labeled`` + ``asr/train_unlabeled``; every other
 subset is proportional to it, with minimums so that even the ``test`` preset has every class,
 every voice and both trial types, and enough utterances for every SUPERB probe to beat chance
-in a few CPU minutes (64 labeled ASR and 192 phone-labelled sentences, 160 commands covering the
-31 intents 5 times, 8 clips per keyword, 8 per emotion). Presets:
+in a few CPU minutes (128 labeled ASR and 192 phone-labelled sentences, 160 commands covering
+the 31 intents 5 times, 8 clips per keyword, 32 per emotion, 6 utterances per voice). Presets:
 
-``test``     0.01 h asked for, about 0.1 h of ASR training audio after the minimums (160
-             sentences of at most 5 words); the whole corpus is about 30 minutes of audio and
-             renders in about 20 s on 2 cores (unit tests, the test-scale SUPERB acceptance).
+``test``     0.01 h asked for, about 0.35 h of ASR training audio after the minimums (128 + 384
+             sentences of at most 5 words); the whole corpus is under an hour of audio and
+             renders in about 40 s on 2 cores (unit tests, the test-scale SUPERB acceptance).
 ``default``  sized so the whole corpus renders in about 3-4 minutes on 2 CPU cores
              (``egs/synth`` default run).
 a number     hours, e.g. ``20`` for a GPU run.
@@ -70,16 +70,16 @@ def sizes_for_scale(scale: str | float, num_voices: int) -> Sizes:
     def part(frac: float, minimum: int) -> int:
         return max(minimum, round(frac * n))
 
-    labeled = part(0.25, 64)
-    per_voice = max(3, round(0.2 * n / num_voices))
+    labeled = part(0.25, 128)
+    per_voice = max(6, round(0.2 * n / num_voices))
     held = max(1, round(0.2 * per_voice))
     keywords = max(8, round(0.1 * hours * 3600 / 12))  # 1 s clips: 10% of the ASR hours
     return Sizes(
         asr_labeled=labeled,
-        asr_unlabeled=max(96, n - labeled),
+        asr_unlabeled=max(384, n - labeled),
         asr_dev=part(0.05, 16),
         asr_test=part(0.05, 16),
-        lm_sentences=max(1000, 5 * n),  # 20x the labeled sentences
+        lm_sentences=max(1000, 20 * labeled),  # 20x the labeled sentences
         phones_train=part(0.25, 192),
         phones_dev=part(0.04, 24),
         phones_test=part(0.04, 24),
@@ -90,9 +90,9 @@ def sizes_for_scale(scale: str | float, num_voices: int) -> Sizes:
         intents_dev=part(0.03, 31),
         intents_test=part(0.03, 31),
         speaker_utts=(per_voice - 2 * held, held, held),
-        prosody_train=4 * max(8, round(0.1 * n / 4)),
-        prosody_dev=4 * max(4, round(0.025 * n / 4)),
-        prosody_test=4 * max(4, round(0.025 * n / 4)),
+        prosody_train=4 * max(32, round(0.1 * n / 4)),
+        prosody_dev=4 * max(8, round(0.025 * n / 4)),
+        prosody_test=4 * max(8, round(0.025 * n / 4)),
         noisy_train=part(0.1, 6),
         noisy_dev=part(0.025, 4),
         noisy_test=part(0.025, 4),
