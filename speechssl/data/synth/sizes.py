@@ -3,8 +3,9 @@
 ``scale`` is the hours of audio in ``asr/train_labeled`` + ``asr/train_unlabeled``; every other
 subset is proportional to it, with minimums so that even the ``test`` preset has every class,
 every voice and both trial types, and enough utterances for every SUPERB probe to beat chance
-in a few CPU minutes (128 labeled ASR and 192 phone-labelled sentences, 160 commands covering
-the 31 intents 5 times, 8 clips per keyword, 32 per emotion, 6 utterances per voice). Presets:
+in a few CPU minutes (128 labeled ASR sentences and 48 each for dev and test, 192
+phone-labelled sentences, 160 commands covering the 31 intents 5 times, 8 clips per keyword, 32
+per emotion, 6 utterances per voice). Presets:
 
 ``test``     0.01 h asked for, about 0.35 h of ASR training audio after the minimums (128 + 384
              sentences of at most 5 words); the whole corpus is under an hour of audio and
@@ -77,8 +78,8 @@ def sizes_for_scale(scale: str | float, num_voices: int) -> Sizes:
     return Sizes(
         asr_labeled=labeled,
         asr_unlabeled=max(384, n - labeled),
-        asr_dev=part(0.05, 16),
-        asr_test=part(0.05, 16),
+        asr_dev=part(0.05, 48),
+        asr_test=part(0.05, 48),
         lm_sentences=max(1000, 20 * labeled),  # 20x the labeled sentences
         phones_train=part(0.25, 192),
         phones_dev=part(0.04, 24),
