@@ -10,7 +10,7 @@ import torchaudio.compliance.kaldi as ta_kaldi
 
 from speechssl.cli import main
 from speechssl.data.kaldi import DataDir, DataDirError, read_table
-from speechssl.data.split import split
+from speechssl.data.split import split, subset
 from speechssl.features import FeatureConfig, FeatureExtractor, compute_features
 from speechssl.features import cmvn as cmvn_lib
 from speechssl.features.pipeline import (
@@ -74,6 +74,22 @@ def test_jobs_resume_and_are_deterministic(data_dir, tmp_path):
     job_scp.unlink()
     _run_stage(data_dir, tmp_path / "f")
     assert (data_dir / "feats.scp").read_bytes() == first
+
+
+def test_job_outputs_of_another_data_dir_are_recomputed(data_dir, tmp_path, capsys):
+    """A job whose outputs were left by an earlier version of the data dir (re-rendered with other
+    utterances) is computed again instead of being skipped and failing the merge."""
+    cfg, data = FeatureConfig(), DataDir.load(data_dir)
+    keep = data.utt_ids[:-1]
+    old = subset(data, tmp_path / "old", keep).path
+    compute_job(old, tmp_path / "f", cfg, "x", 1)
+    capsys.readouterr()
+    scp = compute_job(data_dir, tmp_path / "f", cfg, "x", 1)
+    assert "other utterances than" in capsys.readouterr().out
+    assert set(read_table(scp)) == set(data.utt_ids)
+    merge_jobs(data_dir, tmp_path / "f", cfg, "x", 1)
+    compute_job(data_dir, tmp_path / "f", cfg, "x", 1)
+    assert "complete already" in capsys.readouterr().out
 
 
 def test_merge_refuses_incomplete_jobs(data_dir, tmp_path):

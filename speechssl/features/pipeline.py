@@ -60,8 +60,11 @@ def compute_job(
     feat_dir.mkdir(parents=True, exist_ok=True)
     ark, scp, num_frames = _job_paths(feat_dir, name, job)
     if scp.is_file() and num_frames.is_file():
-        print(f"{scp}: complete already, skipping")
-        return scp
+        if set(read_table(scp)) == set(data.utt_ids):
+            print(f"{scp}: complete already, skipping")
+            return scp
+        # left by an earlier version of the data dir (re-rendered, subset): not this job's
+        print(f"{scp}: other utterances than {data.path}, recomputing")
     tmp_scp = scp.parent / f"{scp.name}.tmp"
     frames: dict[str, int] = {}
     start, seconds = time.time(), 0.0
