@@ -294,7 +294,12 @@ def test_run_jobs_killed_parent_kills_jobs(tmp_path, sig):
         "run_jobs --max-parallel 3 JOB=1:3 log/sleep.JOB.log "
         "bash -c 'echo $$ > pid.$1; sleep 30; echo survived' _ JOB\n"
     )
-    proc = subprocess.Popen(["bash", str(script)], cwd=tmp_path, stderr=subprocess.PIPE)
+    # bash cannot trap a signal ignored at its start, and a test suite started in the background
+    # (`pytest &` from a script) ignores SIGINT: give the recipe the default disposition
+    proc = subprocess.Popen(
+        ["bash", str(script)], cwd=tmp_path, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     try:
         pid_files = [tmp_path / f"pid.{j}" for j in (1, 2, 3)]
         deadline = time.monotonic() + 15  # generous: a loaded 2-core CI machine
