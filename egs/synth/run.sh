@@ -147,6 +147,7 @@ if stage_on 5; then
       log "stage 5: ASR probe LM exists ($lm_dir/lm.arpa)"
     else
       log "stage 5: 3-gram KenLM for the ASR probe on $data/asr/lm_text.txt"
+      require_file "$data/asr/lm_text.txt"
       mkdir -p "$lm_dir"
       speechssl lm build --text "$data/asr/lm_text.txt" --order 3 --out "$lm_dir" \
         > "$exp/superb/lm.log" 2>&1 || die "lmplz failed; see $exp/superb/lm.log"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -22,6 +23,9 @@ from speechssl.nn.rnn import BiLSTM
 from speechssl.superb.tasks.base import ProbeBatch, Task, read_labels
 from speechssl.superb.tasks.pr import ctc_loss_sum
 from speechssl.superb.tasks.utterance import standard_splits
+
+if TYPE_CHECKING:
+    from speechssl.asr.decode import CTCDecoder
 
 
 class BiLSTMCTCHead(nn.Module):
@@ -74,6 +78,8 @@ class SpeechRecognition(Task):
         self.dropout = dropout
         self.specaug = specaug
         self.lm = lm
+        # one decoder per vocabulary, kept across evaluations: the LM loads once per run
+        self._decoders: dict[tuple[str, ...], CTCDecoder] = {}
 
     def splits(self, data: Path) -> list[dict[str, Path]]:
         return standard_splits(data, self.split_names)
@@ -105,7 +111,10 @@ class SpeechRecognition(Task):
         from speechssl.asr.score import score_texts
 
         head.eval()
-        decoder = CTCDecoder(head.tokenizer.tokens, lm=self.lm)
+        tokens = tuple(head.tokenizer.tokens)
+        if tokens not in self._decoders:  # every dev evaluation of every run reuses it
+            self._decoders[tokens] = CTCDecoder(tokens, lm=self.lm)
+        decoder = self._decoders[tokens]
         refs, hyps = {}, {}
         for batch in batches:
             log_probs = head(batch.features, batch.lengths).cpu()
