@@ -109,7 +109,8 @@ def test_stage3_pretrains_and_exports(reference):
     work = reference[0]
     small = "trainer.max_updates=3 trainer.save_every=3 trainer.progress_bar=false"
     _run(work, "--stage", "3", "--stop-stage", "3", "--ssl-set", small)
-    upstream = work / "exp" / "ssl" / "wav2vec2_tiny" / "upstream.pt"
+    upstream = work / "exp" / "ssl" / "hubert_tiny" / "iter1" / "upstream.pt"  # the default method
+    assert not (work / "exp" / "ssl" / "hubert_tiny" / "iter2").exists()  # tiny: one iteration
     assert upstream.is_file() and (upstream.parent / ".export.done").is_file()
     proc = _run(work, "--stage", "3", "--stop-stage", "3", "--ssl-set", small)
     assert "pretraining done already" in proc.stderr  # rerun is a no-op

@@ -20,7 +20,7 @@ feat_name=fbank       # name of the feature set (its .done marker in each data d
 feat_dir=""           # where the ark/scp files go (default: <feat_name>, relative to this folder)
 exp=exp               # experiment folder (stage 3 writes <exp>/ssl/<method>_<size>/)
 skip_install=false    # stage 0 only checks, never installs
-ssl_method=wav2vec2   # stage 3: wav2vec2 | hubert | data2vec
+ssl_method=hubert     # stage 3: hubert | wav2vec2 | data2vec (hubert probes best at tiny size)
 ssl_size=tiny         # stage 3: tiny (CPU) | base | large -> conf/ssl/<method>_<size>.yaml
 ssl_set=""            # stage 3: extra config overrides, e.g. "trainer.max_updates=50"
 asr_upstream=fbank    # stage 4: fbank | ssl (stage 3's exported upstream) | a path or HF folder
@@ -35,10 +35,11 @@ superb_lm=true        # stage 5: decode the ASR probe with a 3-gram KenLM of dat
 # stage 5: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol.
 # --normalize layer-norms each hidden state first: FBANK without CMVN (SUPERB's baseline) is
 # unnormalised, and a linear CTC probe on it diverges at these lrs (PR 94% PER -> 48%).
-# The ASR probe has its own settings: CTC leaves the all-blank plateau only after ~500 updates.
+# The ASR probe has its own settings: CTC leaves the all-blank plateau only after ~500 updates,
+# and its best lr differs by upstream (FBANK 1e-2, the tiny HuBERT 3e-3).
 superb_opts="--normalize --eval-every 50 --batch-size 16 --set se.hidden_size=64"
 superb_opts+=" --set asr.hidden_size=64 --set asr.steps=1500 --set asr.eval_every=250"
-superb_opts+=" --set asr.lrs=[1e-2]"
+superb_opts+=" --set asr.lrs=[3e-3,1e-2]"
 superb_opts+=" --set sv.projection_dim=128 --set sv.embedding_dim=128"
 superb_opts+=" --set sv.tdnn_channels=[128,128,128,128,384]"
 
@@ -109,8 +110,8 @@ fi
 if stage_on 3; then
   log "stage 3: $ssl_method pretraining ($ssl_size) on $data/asr/train_unlabeled"
   hubert_opts=()
-  if [ "$ssl_size" = tiny ]; then  # CPU-sized k-means for the tiny models (3 layers)
-    hubert_opts=(--hubert-layer 2 --hubert-clusters "50 100" --kmeans-opts "--n-init 1 --max-iter 30")
+  if [ "$ssl_size" = tiny ]; then  # CPU-sized: one iteration on MFCC clusters (see its YAML)
+    hubert_opts=(--hubert-iters 1 --hubert-clusters 100 --kmeans-opts "--n-init 1 --max-iter 30")
   fi
   bash "$SPEECHSSL_ROOT/recipes/ssl.sh" --method "$ssl_method" \
     --config "conf/ssl/${ssl_method}_${ssl_size}.yaml" --nj "$nj" \
