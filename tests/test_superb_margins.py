@@ -44,3 +44,21 @@ def test_margins_met_and_missed(tmp_path):
 def test_no_summaries_is_an_error(tmp_path):
     done = run_tool(tmp_path)
     assert done.returncode == 1 and "no <upstream>/<task>/summary.json" in done.stderr
+
+
+def test_unreadable_summary_and_missing_runs_name_the_file(tmp_path):
+    exp = tmp_path / "superb"
+    write_task(exp, "fbank", "ks", 20.0, 8.33)
+    (exp / "fbank" / "ks" / "summary.json").write_text("{truncated")
+    done = run_tool(exp)
+    assert (
+        done.returncode == 1
+        and f"{exp / 'fbank' / 'ks' / 'summary.json'}: unreadable" in done.stderr
+    )
+
+    exp = tmp_path / "superb2"
+    write_task(exp, "fbank", "se", 1.5, 1.3, si_sdri=0.8)
+    for result in (exp / "fbank" / "se").glob("**/result.json"):
+        result.unlink()
+    done = run_tool(exp)
+    assert done.returncode == 1 and "no result.json for the reported lr 1.00e-03" in done.stderr

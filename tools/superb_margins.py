@@ -19,10 +19,22 @@ import sys
 from pathlib import Path
 
 
+class MarginError(ValueError):
+    """A summary or result file that cannot be read; the message names it."""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise MarginError(f"{path}: unreadable ({err}); rerun that task's probe") from None
+
+
 def _selected_runs(task_dir: Path, lr: float) -> list[dict]:
-    return [
-        json.loads(p.read_text()) for p in sorted(task_dir.glob(f"**/lr{lr:.2e}/seed*/result.json"))
-    ]
+    paths = sorted(task_dir.glob(f"**/lr{lr:.2e}/seed*/result.json"))
+    if not paths:
+        raise MarginError(f"{task_dir}: no result.json for the reported lr {lr:.2e}")
+    return [_read_json(p) for p in paths]
 
 
 def check(task_dir: Path, summary: dict) -> tuple[str, bool]:
@@ -53,8 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     missed = 0
     for path in summaries:
-        summary = json.loads(path.read_text())
-        rule, ok = check(path.parent, summary)
+        try:
+            summary = _read_json(path)
+            rule, ok = check(path.parent, summary)
+        except MarginError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        except KeyError as err:
+            print(f"error: {path}: no {err} field; rerun that task's probe", file=sys.stderr)
+            return 1
         missed += not ok
         print(f"{'ok  ' if ok else 'MISS'} {summary['upstream']:<16} {summary['task']:<4} {rule}")
     print(f"{len(summaries) - missed}/{len(summaries)} margins met")

@@ -67,6 +67,18 @@ else
     || die "missing dependencies; run tools/install.sh (or stage 0)"
 fi
 
+# stage 3's exported upstream (HuBERT: its last iteration's); dies if stage 3 has not run
+ssl_upstream() {
+  local dir=$exp/ssl/${ssl_method}_${ssl_size} path
+  if [ "$ssl_method" = hubert ]; then
+    path=$(printf '%s\n' "$dir"/iter*/upstream.pt | sort -V | tail -n 1)
+  else
+    path=$dir/upstream.pt
+  fi
+  [ -f "$path" ] || die "no stage-3 upstream in $dir; run stage 3 first (--stage 3)"
+  printf '%s\n' "$path"
+}
+
 if stage_on 1; then
   marker=$data/.corpus.done
   want="seed=$seed scale=$scale"
@@ -122,8 +134,7 @@ if stage_on 4; then
   case $asr_upstream in
     fbank) asr_name=fbank; upstream_spec=fbank; default_conf=conf/asr/fbank_blstm.yaml ;;
     ssl) asr_name=${ssl_method}_${ssl_size}; default_conf=conf/asr/ssl_blstm.yaml
-         upstream_spec=$exp/ssl/${ssl_method}_${ssl_size}/upstream.pt
-         [ "$ssl_method" != hubert ] || upstream_spec=$(ls -d "$exp/ssl/hubert_${ssl_size}"/iter*/upstream.pt | tail -n 1) ;;
+         upstream_spec=$(ssl_upstream) ;;
     *) asr_name=$(basename "$asr_upstream"); upstream_spec=$asr_upstream; default_conf=conf/asr/ssl_blstm.yaml ;;
   esac
   log "stage 4: ASR on $data/asr/train_labeled with upstream $upstream_spec"
@@ -135,10 +146,7 @@ fi
 if stage_on 5; then
   upstreams=()
   for up in $superb_upstreams; do
-    if [ "$up" = ssl ]; then
-      up=$exp/ssl/${ssl_method}_${ssl_size}/upstream.pt
-      [ "$ssl_method" != hubert ] || up=$(ls -d "$exp/ssl/hubert_${ssl_size}"/iter*/upstream.pt | tail -n 1)
-    fi
+    [ "$up" != ssl ] || up=$(ssl_upstream)
     upstreams+=("$up")
   done
   opts=$superb_opts

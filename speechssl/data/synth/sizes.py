@@ -9,7 +9,7 @@ per emotion, 6 utterances per voice). Presets:
 
 ``test``     0.01 h asked for, about 0.35 h of ASR training audio after the minimums (128 + 384
              sentences of at most 5 words); the whole corpus is under an hour of audio and
-             renders in about 40 s on 2 cores (unit tests, the test-scale SUPERB acceptance).
+             renders in about 20 s on 2 cores (unit tests, the test-scale SUPERB acceptance).
 ``default``  sized so the whole corpus renders in about 3-4 minutes on 2 CPU cores
              (``egs/synth`` default run).
 a number     hours, e.g. ``20`` for a GPU run.
