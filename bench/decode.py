@@ -39,9 +39,9 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import torch
+from decode_peer import build_pyctcdecode, simulate_ctc_emissions
 
 from speechssl.asr.decode import CTCDecoder, DecoderConfig
-from speechssl.asr.decode_peer import build_pyctcdecode, simulate_ctc_emissions
 from speechssl.asr.lm import LN10, KenLM, build_arpa
 
 CHAR_TOKENS = ["<blank>", "|", "'", *"abcdefghijklmnopqrstuvwxyz"]

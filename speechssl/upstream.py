@@ -5,26 +5,23 @@ every imported checkpoint and the FBANK baseline are interchangeable. :func:`loa
 accepts:
 
 - ``"fbank"`` / ``"fbank_no_cmvn"``: 80-d Kaldi fbank (:class:`FbankUpstream`);
-- a speechssl exported upstream (``{"format": "speechssl-upstream-v1", "family", "config",
+- a speechssl exported upstream (``{"format": "speechssl-upstream-v1", "method", "config",
   "model"}``) or training checkpoint (``"speechssl-checkpoint-v1"``; its config names the method
   under ``"method"`` and holds the model config under ``"model"`` or at the top level);
 - a Hugging Face model folder (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``);
 - a fairseq checkpoint stored as plain data: ``{"model": state_dict, "cfg": dict}`` (or
   ``"args"``: dict).
 
-Every file loads with ``torch.load(..., weights_only=True)``. Model families (wav2vec2 here;
-HuBERT and data2vec in their modules) plug in through :func:`register_family`.
+Every file loads with ``torch.load(..., weights_only=True)``. Which network a file or folder
+holds is asked of the method registry (:mod:`speechssl.ssl`): its name, HF ``model_type`` or
+fairseq model name picks the method, whose backbone :class:`SSLUpstream` wraps.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 import os
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,22 +30,30 @@ import torch
 from torch import nn
 
 from speechssl.features.extract import FeatureConfig, compute_features
+from speechssl.io import atomic_torch_save
 from speechssl.nn.conv_encoder import length_mask
-from speechssl.ssl.convert import (
-    fairseq_config,
-    fairseq_model_name,
-    fairseq_state_dict,
-    hf_config,
-    hf_state_dict,
+from speechssl.ssl import (
+    UPSTREAM_FORMAT,
+    SSLMethod,
+    UpstreamError,
+    export_backbone,
+    find_method,
+    get_method,
 )
-from speechssl.ssl.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model, config_from_dict
+from speechssl.ssl.convert import fairseq_model_name
+from speechssl.train.checkpoint import CHECKPOINT_FORMAT
 
-UPSTREAM_FORMAT = "speechssl-upstream-v1"
-CHECKPOINT_FORMAT = "speechssl-checkpoint-v1"
-
-
-class UpstreamError(ValueError):
-    """An upstream spec or file cannot be loaded; the message names it and says what to do."""
+__all__ = [
+    "FbankUpstream",
+    "SSLUpstream",
+    "Upstream",
+    "UpstreamError",
+    "UpstreamOutput",
+    "describe_upstream",
+    "load_upstream",
+    "rebuild_upstream",
+    "save_upstream",
+]
 
 
 @dataclass
@@ -110,23 +115,23 @@ class FbankUpstream(Upstream):
         return UpstreamOutput([out.to(wavs.device)], lengths.to(wavs.device), self.stride)
 
 
-class Wav2Vec2Upstream(Upstream):
-    """A :class:`~speechssl.ssl.wav2vec2.Wav2Vec2Model` (wav2vec 2.0, HuBERT, data2vec
-    backbones): hidden states as HF's ``output_hidden_states`` (``num_layers + 1`` of them)."""
+class SSLUpstream(Upstream):
+    """The backbone of a registered SSL method (see :mod:`speechssl.ssl`): hidden states as
+    HF's ``output_hidden_states`` (``num_layers + 1`` of them), padded frames zeroed."""
 
-    def __init__(self, model: nn.Module, family: str = "wav2vec2"):
+    def __init__(self, model: nn.Module, method: str = "wav2vec2"):
         super().__init__()
         self.model = model
-        self.family = family
+        self.method = method
         self.stride = model.stride
 
     @property
     def num_layers(self) -> int:
-        return self.model.cfg.num_layers
+        return self.model.num_layers
 
     @property
     def hidden_size(self) -> int:
-        return self.model.cfg.hidden_size
+        return self.model.hidden_size
 
     def forward(
         self, wavs: torch.Tensor, wav_lengths: torch.Tensor | None = None
@@ -139,120 +144,48 @@ class Wav2Vec2Upstream(Upstream):
         return UpstreamOutput(list(hidden), out.lengths, self.stride)
 
     def export(self) -> dict[str, Any]:
-        return {
-            "format": UPSTREAM_FORMAT,
-            "family": self.family,
-            "config": dataclasses.asdict(self.model.cfg),
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-        }
+        return export_backbone(self.method, self.model.cfg, self.model)
 
 
 def save_upstream(exported: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write an exported upstream dict (``Wav2Vec2Upstream.export()``,
-    ``Wav2Vec2Pretraining.export_upstream()``) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(exported, tmp)
-    os.replace(tmp, path)
-    return path
+    """Write an exported upstream dict (``SSLUpstream.export()``, a pretraining model's
+    ``export_upstream()``) atomically."""
+    return atomic_torch_save(exported, path)
 
 
-# ---------------------------------------------------------------------------------------------
-# families
-
-Builder = Callable[[dict[str, Any], dict[str, torch.Tensor]], Upstream]
-HFConverter = Callable[[dict[str, Any], dict[str, torch.Tensor], Path], tuple[dict, dict]]
-FairseqConverter = Callable[[dict[str, Any], dict[str, torch.Tensor]], tuple[dict, dict]]
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the inference-only upstream (backbone weights + config) of a training checkpoint."""
+    return save_upstream(load_upstream(checkpoint).export(), out)
 
 
-@dataclass(frozen=True)
-class UpstreamFamily:
-    """How to build and import one model family.
-
-    builder(config, backbone_state) -> Upstream (weights loaded).
-    hf_converter(config.json dict, weights, folder) -> (config, backbone_state).
-    fairseq_converter(cfg dict, weights) -> (config, backbone_state).
-    hf_model_types: ``model_type`` values of HF ``config.json`` this family reads.
-    fairseq_models: fairseq model names (``cfg.model._name`` / ``args.arch``, of the
-    pretrained network inside a fine-tuned one).
-    config_cls: the family's config dataclass, to pick its fields out of a training config.
-    """
-
-    name: str
-    builder: Builder
-    hf_converter: HFConverter | None = None
-    fairseq_converter: FairseqConverter | None = None
-    hf_model_types: tuple[str, ...] = ()
-    fairseq_models: tuple[str, ...] = ()
-    config_cls: type | None = None
+def _build(method: SSLMethod, config: dict[str, Any], state: dict, where: str) -> Upstream:
+    return SSLUpstream(method.build_backbone(config, state, where), method.name)
 
 
-_FAMILIES: dict[str, UpstreamFamily] = {}
-# modules that register a family when imported (looked up on a miss, if they exist)
-FAMILY_MODULES = ("speechssl.ssl.hubert", "speechssl.ssl.data2vec")
+def describe_upstream(upstream: Upstream) -> dict[str, Any]:
+    """The upstream's architecture as plain data (no weights), to rebuild it at load time."""
+    if isinstance(upstream, FbankUpstream):
+        return {
+            "kind": "fbank",
+            "feature_config": dataclasses.asdict(upstream.feature_config),
+            "cmvn": upstream.cmvn,
+        }
+    if isinstance(upstream, SSLUpstream):
+        exported = upstream.export()
+        return {"kind": "method", "method": exported["method"], "config": exported["config"]}
+    raise UpstreamError(f"cannot describe a {type(upstream).__name__} upstream for saving")
 
 
-def register_family(
-    name: str,
-    builder: Builder,
-    hf_converter: HFConverter | None = None,
-    fairseq_converter: FairseqConverter | None = None,
-    *,
-    hf_model_types: tuple[str, ...] = (),
-    fairseq_models: tuple[str, ...] = (),
-    config_cls: type | None = None,
-) -> None:
-    _FAMILIES[name] = UpstreamFamily(
-        name, builder, hf_converter, fairseq_converter, hf_model_types, fairseq_models, config_cls
-    )
-
-
-def _import_family_modules() -> None:
-    for module in FAMILY_MODULES:
-        if module not in sys.modules and importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
-
-
-def _find_family(where: str, predicate: Callable[[UpstreamFamily], bool], what: str):
-    for attempt in range(2):
-        for family in _FAMILIES.values():
-            if predicate(family):
-                return family
-        if attempt == 0:
-            _import_family_modules()
-    raise UpstreamError(
-        f"{where}: no upstream family handles {what}; known families: "
-        f"{', '.join(sorted(_FAMILIES))}"
-    )
-
-
-def get_family(name: str, where: str = "upstream") -> UpstreamFamily:
-    return _find_family(where, lambda f: f.name == name, f"family {name!r}")
-
-
-def load_backbone_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """Strict load that names the first problem; a missing ``mask_emb`` keeps its init (HF
-    models trained without time masking have none)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and k != "mask_emb"]
-    unexpected = [k for k in state if k not in own]
-    wrong = [
-        (k, tuple(v.shape), tuple(own[k].shape))
-        for k, v in state.items()
-        if k in own and v.shape != own[k].shape
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if wrong:
-            k, found, expected = wrong[0]
-            parts.append(f"{k} has shape {found}, the config expects {expected}")
-        raise UpstreamError(f"{where}: weights do not fit the model: " + "; ".join(parts))
-    model.load_state_dict(state, strict=False)
+def rebuild_upstream(
+    desc: dict[str, Any], state: dict[str, torch.Tensor], prefix: str = ""
+) -> Upstream:
+    """Inverse of :func:`describe_upstream`: ``state`` holds the backbone's weights under
+    ``prefix`` (e.g. ``"upstream.model."`` in an ASR model)."""
+    if desc["kind"] == "fbank":
+        return FbankUpstream(FeatureConfig(**desc["feature_config"]), cmvn=desc["cmvn"])
+    backbone = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    name = desc.get("method") or desc["family"]  # "family": files written before 2026-12
+    return _build(get_method(name), desc["config"], backbone, f"{name} upstream")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,19 +220,16 @@ def _strip_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -
 
 def _from_training_checkpoint(path: Path, ckpt: dict) -> Upstream:
     config = ckpt.get("config") or {}
-    name = ckpt.get("family") or config.get("method") or config.get("family")
+    name = config.get("method")
     if not name:
         raise UpstreamError(
             f"{path}: training checkpoint config names no method (expected config['method'])"
         )
-    family = get_family(name, str(path))
+    method = get_method(name, str(path))
     model_cfg = config.get("model") if isinstance(config.get("model"), dict) else config
-    if family.config_cls is not None:
-        fields = {f.name for f in dataclasses.fields(family.config_cls)}
-        model_cfg = {k: v for k, v in model_cfg.items() if k in fields}
     state = _strip_prefixes(ckpt["model"], ("module.", "_orig_mod."))
     backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-    return family.builder(model_cfg, backbone or state)
+    return _build(method, model_cfg, backbone or state, str(path))
 
 
 def _load_file(path: Path) -> Upstream:
@@ -311,20 +241,20 @@ def _load_file(path: Path) -> Upstream:
         raise UpstreamError(f"{path}: expected a dict checkpoint, found {type(ckpt).__name__}")
     fmt = ckpt.get("format")
     if fmt == UPSTREAM_FORMAT:
-        family = get_family(ckpt["family"], str(path))
-        return family.builder(ckpt["config"], ckpt["model"])
+        name = ckpt.get("method") or ckpt["family"]  # "family": files written before 2026-12
+        return _build(get_method(name, str(path)), ckpt["config"], ckpt["model"], str(path))
     if fmt == CHECKPOINT_FORMAT:
         return _from_training_checkpoint(path, ckpt)
     cfg = ckpt.get("cfg") if ckpt.get("cfg") is not None else ckpt.get("args")
     if "model" in ckpt and isinstance(cfg, dict):
         name = fairseq_model_name(cfg)
-        family = _find_family(
+        method = find_method(
             str(path),
-            lambda f: name in f.fairseq_models and f.fairseq_converter is not None,
+            lambda m: name in m.fairseq_models and m.from_fairseq is not None,
             f"fairseq model {name!r}",
         )
-        config, backbone = family.fairseq_converter(cfg, ckpt["model"])
-        return family.builder(config, backbone)
+        config, backbone = method.from_fairseq(cfg, ckpt["model"])
+        return _build(method, config, backbone, str(path))
     raise UpstreamError(
         f"{path}: not a speechssl upstream/checkpoint nor a fairseq-format state dict "
         f"(top-level keys: {sorted(ckpt)[:10]}); expected 'format' = {UPSTREAM_FORMAT!r}, or "
@@ -360,13 +290,13 @@ def _load_hf(folder: Path) -> Upstream:
         raise UpstreamError(f"{folder}: a Hugging Face model folder needs config.json")
     hf = json.loads(config_file.read_text())
     model_type = hf.get("model_type", "")
-    family = _find_family(
+    method = find_method(
         str(folder),
-        lambda f: model_type in f.hf_model_types and f.hf_converter is not None,
+        lambda m: model_type in m.hf_model_types and m.from_hf is not None,
         f"HF model_type {model_type!r}",
     )
-    config, backbone = family.hf_converter(hf, read_hf_weights(folder), folder)
-    return family.builder(config, backbone)
+    config, backbone = method.from_hf(hf, read_hf_weights(folder), folder)
+    return _build(method, config, backbone, str(folder))
 
 
 def load_upstream(spec: str | os.PathLike, device: str | torch.device | None = None) -> Upstream:
@@ -387,38 +317,3 @@ def load_upstream(spec: str | os.PathLike, device: str | torch.device | None = N
     if device is not None:
         upstream = upstream.to(device)
     return upstream.eval()
-
-
-# ---------------------------------------------------------------------------------------------
-# the wav2vec2 family
-
-
-def _build_wav2vec2(config: dict[str, Any], state: dict[str, torch.Tensor]) -> Upstream:
-    model = Wav2Vec2Model(config_from_dict(dict(config)))
-    load_backbone_state(model, state, "wav2vec2 upstream")
-    return Wav2Vec2Upstream(model, "wav2vec2")
-
-
-def _wav2vec2_from_hf(hf: dict, state: dict, folder: Path) -> tuple[dict, dict]:
-    normalize = None
-    pre = folder / "preprocessor_config.json"
-    if pre.is_file():
-        normalize = json.loads(pre.read_text()).get("do_normalize")
-    backbone, _, _ = hf_state_dict(state)
-    return hf_config(hf, normalize), backbone
-
-
-def _wav2vec2_from_fairseq(cfg: dict, state: dict) -> tuple[dict, dict]:
-    backbone, _, _ = fairseq_state_dict(state)
-    return fairseq_config(cfg, backbone), backbone
-
-
-register_family(
-    "wav2vec2",
-    _build_wav2vec2,
-    _wav2vec2_from_hf,
-    _wav2vec2_from_fairseq,
-    hf_model_types=("wav2vec2",),
-    fairseq_models=("wav2vec2",),
-    config_cls=Wav2Vec2Config,
-)

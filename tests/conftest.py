@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,10 @@ import pytest
 
 from speechssl.data.audio import write_wav
 from speechssl.data.kaldi import write_data_dir
+
+# bench code the tests check against (bench/decode_peer.py), importable as a top-level module;
+# appended, so it shadows nothing
+sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))
 
 
 def make_data_dir(root: Path, speakers: int = 3, per_speaker: int = 4, seed: int = 0) -> Path:

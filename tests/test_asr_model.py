@@ -148,9 +148,9 @@ def test_ctc_model_learns_and_round_trips(tmp_path: Path):
 def test_frozen_upstream_gets_no_gradient_until_unfrozen():
     from speechssl.data.dataset import AudioBatch
     from speechssl.ssl.wav2vec2 import Wav2Vec2Model, wav2vec2_config
-    from speechssl.upstream import Wav2Vec2Upstream
+    from speechssl.upstream import SSLUpstream
 
-    upstream = Wav2Vec2Upstream(Wav2Vec2Model(wav2vec2_config("tiny")))
+    upstream = SSLUpstream(Wav2Vec2Model(wav2vec2_config("tiny")))
     cfg = ASRConfig(head="linear", freeze_updates=2, specaug=SpecAugConfig(0, 0, 0, 0, 0))
     model = CTCModel(upstream, ["<blank>", "|", "a", "b"], cfg)
     batch = AudioBatch(

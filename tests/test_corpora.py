@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from speechssl.cli import command_main
 from speechssl.data.audio import load_audio
 from speechssl.data.corpora import (
     CorpusError,
-    main,
     prepare_fluent_speech_commands,
     prepare_iemocap,
     prepare_librispeech,
@@ -26,6 +26,8 @@ from speechssl.data.corpora import (
 )
 from speechssl.data.kaldi import DataDir, read_table
 from speechssl.data.validate import validate
+
+main = command_main("prepare")  # speechssl prepare ARGV
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -188,7 +188,7 @@ def test_trainer_updates_teacher_and_exports_student(data_dir, tmp_path):
     assert model.ema_decay == pytest.approx(0.99 - 0.09 * 0.5)
     assert not torch.equal(model.teacher.layers[0].fc1.weight, before)
     upstream = load_upstream(result["checkpoint"])
-    assert upstream.family == "data2vec"
+    assert upstream.method == "data2vec"
     student = model.backbone.state_dict()
     for key, value in upstream.model.state_dict().items():
         assert torch.equal(value, student[key]), key

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import require_lmplz
+from decode_peer import build_pyctcdecode, simulate_ctc_emissions
 
 from speechssl.asr.decode import (
     CTCDecoder,
@@ -25,7 +26,6 @@ from speechssl.asr.decode import (
     frames_to_seconds,
     rescore_nbest,
 )
-from speechssl.asr.decode_peer import build_pyctcdecode, simulate_ctc_emissions
 from speechssl.asr.lm import LN10, KenLM, build_arpa
 
 require_lmplz()

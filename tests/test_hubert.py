@@ -10,19 +10,19 @@ import torch
 import yaml
 
 from speechssl.data.dataset import AudioBatch, AudioDataset
+from speechssl.kmeans import (
+    KmeansConfig,
+    dump_labels,
+    fit_kmeans,
+    read_labels,
+)
 from speechssl.ssl import build_model, get_method
 from speechssl.ssl.hubert import (
     HubertConfig,
     HubertPretraining,
+    LabelAlignmentError,
     hubert_config,
     hubert_config_for_labels,
-)
-from speechssl.ssl.kmeans import (
-    KmeansConfig,
-    LabelAlignmentError,
-    dump_labels,
-    fit_kmeans,
-    read_labels,
 )
 from speechssl.upstream import load_upstream, save_upstream
 

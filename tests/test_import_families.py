@@ -79,11 +79,11 @@ def test_hubert_hf_and_fairseq(tmp_path: Path, stable: bool):
     expected = _hf_hidden(hf, wavs)
     (folder / "preprocessor_config.json").write_text(json.dumps({"do_normalize": False}))
     upstream = load_upstream(folder)
-    assert upstream.family == "hubert" and upstream.stride == 20
+    assert upstream.method == "hubert" and upstream.stride == 20
     with torch.no_grad():
         _assert_close(upstream(wavs, lengths), expected)
         fs = load_upstream(_fairseq_file(upstream, hubert_to_fairseq, tmp_path / "fs.pt"))
-        assert fs.family == "hubert"
+        assert fs.method == "hubert"
         _assert_close(fs(wavs, lengths), expected)
 
 
@@ -144,7 +144,7 @@ def test_data2vec_hf_and_fairseq(tmp_path: Path, ctc: bool):
     # HF models get the waveform normalised by their feature extractor; ours normalise inside
     expected = _hf_hidden(hf, layer_norm_waveform(wavs, lengths))
     upstream = load_upstream(folder)
-    assert upstream.family == "data2vec"
+    assert upstream.method == "data2vec"
     cfg_ours = upstream.model.cfg
     assert (cfg_ours.extractor_mode, cfg_ours.pos_conv_depth, cfg_ours.pos_conv_kernel) == (
         "layer",
@@ -156,7 +156,7 @@ def test_data2vec_hf_and_fairseq(tmp_path: Path, ctc: bool):
         _assert_close(upstream(wavs, lengths), expected)
         fs_file = _fairseq_file(upstream, data2vec_to_fairseq, tmp_path / "fs.pt")
         fs = load_upstream(fs_file)
-        assert fs.family == "data2vec"
+        assert fs.method == "data2vec"
         _assert_close(fs(wavs, lengths), expected)
 
 

@@ -18,7 +18,7 @@ from speechssl.ssl.convert import (
     to_fairseq_state_dict,
 )
 from speechssl.ssl.wav2vec2 import Wav2Vec2Pretraining, config_from_dict
-from speechssl.upstream import UpstreamError, Wav2Vec2Upstream, load_upstream
+from speechssl.upstream import SSLUpstream, UpstreamError, load_upstream
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
@@ -91,7 +91,7 @@ def test_hf_wav2vec2_model_matches(tmp_path, norm, stable):
     torch.manual_seed(0)
     hf = transformers.Wav2Vec2Model(hf_config_for(norm, stable)).eval()
     upstream = load_upstream(saved(hf, tmp_path / "hf"))
-    assert isinstance(upstream, Wav2Vec2Upstream)
+    assert isinstance(upstream, SSLUpstream)
     assert upstream.stride == 20 and upstream.num_layers == 2 and upstream.hidden_size == 48
     # fairseq practice without a preprocessor_config.json: LN-extractor models normalise
     assert upstream.model.cfg.normalize_waveform == (norm == "layer")

@@ -9,23 +9,24 @@ import pytest
 import torch
 import yaml
 
+from speechssl.cli import command_main
 from speechssl.data.kaldi import DataDir, read_table
 from speechssl.features import compute_features
-from speechssl.ssl.kmeans import (
+from speechssl.kmeans import (
     MFCC_CONFIG,
     KmeansConfig,
-    LabelAlignmentError,
-    align_labels,
     assign_labels,
     dump_labels,
     fit_kmeans,
     load_kmeans,
-    main,
     merge_labels,
     read_labels,
     sample_utterances,
     shard_utterances,
 )
+from speechssl.ssl.hubert import LabelAlignmentError, align_labels
+
+main = command_main("kmeans")  # speechssl kmeans ARGV
 
 
 @pytest.fixture

@@ -16,10 +16,12 @@ from speechssl.asr.lm import (
     build_arpa,
     build_binary,
     find_kenlm_program,
-    main,
     perplexity,
     read_arpa_unigrams,
 )
+from speechssl.cli import command_main
+
+main = command_main("lm")  # speechssl lm ARGV
 
 require_lmplz()
 

@@ -59,7 +59,7 @@ def test_wav2vec2_resume_is_exact_and_exports(data_dir, tmp_path):
     out = tmp_path / "upstream.pt"
     assert main(["export", str(tmp_path / "full" / "checkpoints" / "last.pt"), str(out)]) == 0
     saved = torch.load(out, map_location="cpu", weights_only=True)
-    assert saved["format"] == "speechssl-upstream-v1" and saved["family"] == "wav2vec2"
+    assert saved["format"] == "speechssl-upstream-v1" and saved["method"] == "wav2vec2"
     assert not any(k.startswith(("quantizer", "project_q", "final_proj")) for k in saved["model"])
     upstream = load_upstream(out).eval()
     wavs = torch.randn(2, 8000) * 0.1

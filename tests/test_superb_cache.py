@@ -19,7 +19,7 @@ from speechssl.superb.cache import (
     cached_hidden_states,
     upstream_identity,
 )
-from speechssl.superb.runner import run_superb
+from speechssl.superb.runner import SuperbConfig, run_superb
 from speechssl.upstream import FbankUpstream, Upstream, UpstreamOutput
 
 
@@ -137,7 +137,7 @@ def test_lr_sweep_runs_the_upstream_once_per_utterance(synth_corpus, tmp_path):
     common = dict(seeds=(0,), steps=2, eval_every=1, name="counting", report=False)
     cache = tmp_path / "cache"
     [summary] = run_superb(
-        upstream, ["er"], synth_corpus, tmp_path / "a", cache_dir=cache, **common
+        SuperbConfig(cache_dir=cache, **common), upstream, ["er"], synth_corpus, tmp_path / "a"
     )
     assert len(summary["sweep"]) == 5 and upstream.utterances == utts
     runs = sorted((tmp_path / "a" / "counting" / "er").glob("lr*/seed*/result.json"))
@@ -145,11 +145,15 @@ def test_lr_sweep_runs_the_upstream_once_per_utterance(synth_corpus, tmp_path):
     log = (tmp_path / "a" / "counting" / "log.txt").read_text()
     assert f"cache: {utts} forwards, 0 hits" in log
 
-    run_superb(upstream, ["er"], synth_corpus, tmp_path / "b", cache_dir=cache, **common)
+    run_superb(
+        SuperbConfig(cache_dir=cache, **common), upstream, ["er"], synth_corpus, tmp_path / "b"
+    )
     assert upstream.utterances == utts
     assert f"cache: 0 forwards, {utts} hits" in (tmp_path / "b/counting/log.txt").read_text()
 
     shutil.rmtree(cache)  # finished runs are skipped without the cache
-    again = run_superb(upstream, ["er"], synth_corpus, tmp_path / "a", cache_dir=cache, **common)
+    again = run_superb(
+        SuperbConfig(cache_dir=cache, **common), upstream, ["er"], synth_corpus, tmp_path / "a"
+    )
     assert upstream.utterances == utts and again == [summary]
     assert not Path(cache).exists()

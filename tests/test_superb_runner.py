@@ -11,8 +11,11 @@ import matplotlib.image
 import pytest
 import torch
 
-from speechssl.superb.runner import lr_grid, main, run_superb, upstream_name
+from speechssl.cli import command_main
+from speechssl.superb.runner import SuperbConfig, lr_grid, run_superb, upstream_name
 from speechssl.upstream import load_upstream
+
+main = command_main("superb")  # speechssl superb ARGV
 
 transformers = pytest.importorskip("transformers")
 
@@ -71,7 +74,7 @@ def test_two_tasks_two_lrs_two_seeds_end_to_end(synth_corpus, tmp_path, capsys):
     assert main(argv) == 0
     assert "done already" in (exp / "fbank_no_cmvn" / "er" / "log.txt").read_text()
     assert (exp / "results.csv").read_text() == before
-    run_superb("fbank", ["er"], synth_corpus, exp, lrs=[1e-3], steps=2, device="cpu")
+    run_superb(SuperbConfig(lrs=[1e-3], steps=2, device="cpu"), "fbank", ["er"], synth_corpus, exp)
     rows = list(csv.DictReader((exp / "results.csv").open()))
     assert [(r["task"], r["upstream"]) for r in rows] == [
         ("sid", "fbank_no_cmvn"), ("er", "fbank"), ("er", "fbank_no_cmvn")
@@ -136,8 +139,8 @@ def tiny_hf_wav2vec2(folder):
 
 def test_hf_model_folder_as_upstream(synth_corpus, tmp_path):
     folder = tiny_hf_wav2vec2(tmp_path / "tiny_w2v2")
-    [summary] = run_superb(folder, ["er"], synth_corpus, tmp_path / "exp", lrs=[1e-3], steps=3,
-                           device="cpu")  # fmt: skip
+    cfg = SuperbConfig(lrs=[1e-3], steps=3, device="cpu")
+    [summary] = run_superb(cfg, folder, ["er"], synth_corpus, tmp_path / "exp")
     assert summary["upstream"] == "tiny_w2v2" and summary["upstream_params"] > 10_000
     run = tmp_path / "exp" / "tiny_w2v2" / "er" / "lr1.00e-03" / "seed0"
     weights = json.loads((run / "layer_weights.json").read_text())["layer_weights"]
@@ -148,16 +151,17 @@ def test_hf_model_folder_as_upstream(synth_corpus, tmp_path):
     assert (index["num_hidden_states"], index["dim"], index["stride"]) == (3, 32, 80)
 
     # one layer: a cache entry of that layer only; fine-tuning: no cache, the upstream trains
-    run_superb(folder, ["er"], synth_corpus, tmp_path / "one", lrs=[1e-3], steps=2, layer=-1,
-               device="cpu", report=False)  # fmt: skip
+    cfg = SuperbConfig(lrs=[1e-3], steps=2, layer=-1, device="cpu", report=False)
+    run_superb(cfg, folder, ["er"], synth_corpus, tmp_path / "one")
     entries = list((tmp_path / "one" / "cache").iterdir())  # train, dev, test
     assert len(entries) == 3
     for entry in entries:
         assert json.loads((entry / "index.json").read_text())["layers"] == [2]
     upstream = load_upstream(folder)
     original = {k: v.clone() for k, v in upstream.state_dict().items()}
-    run_superb(upstream, ["er"], synth_corpus, tmp_path / "ft", lrs=[1e-3, 1e-2], steps=2,
-               finetune=True, name="tiny_w2v2", device="cpu", report=False)  # fmt: skip
+    cfg = SuperbConfig(lrs=[1e-3, 1e-2], steps=2, finetune=True, name="tiny_w2v2", device="cpu",
+                       report=False)  # fmt: skip
+    run_superb(cfg, upstream, ["er"], synth_corpus, tmp_path / "ft")
     assert not (tmp_path / "ft" / "cache").exists()
     for lr in ("1.00e-03", "1.00e-02"):
         best = tmp_path / f"ft/tiny_w2v2/er/lr{lr}/seed0/best.pt"
@@ -173,7 +177,8 @@ def test_same_seed_same_run_other_seed_other_run(synth_corpus, tmp_path):
     the same curve and result; another seed: another curve."""
     common = dict(lrs=[1e-2], steps=6, eval_every=2, device="cpu", report=False)
     for exp, seed in (("a", 0), ("b", 0), ("c", 1)):
-        run_superb("fbank_no_cmvn", ["ks"], synth_corpus, tmp_path / exp, seeds=(seed,), **common)
+        cfg = SuperbConfig(seeds=(seed,), **common)
+        run_superb(cfg, "fbank_no_cmvn", ["ks"], synth_corpus, tmp_path / exp)
     a, b, c = (run_results(tmp_path / x / "fbank_no_cmvn" / "ks")[0] for x in "abc")
     assert a["curve"] == b["curve"] and a["test"] == b["test"]
     assert a["curve"] != c["curve"]

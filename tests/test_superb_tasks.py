@@ -28,14 +28,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from speechssl.data.kaldi import DataDir, DataDirError, read_table, write_data_dir, write_table
-from speechssl.superb.runner import run_superb
+from speechssl.superb.runner import SuperbConfig, run_superb
 from speechssl.superb.tasks import ProbeBatch, get_task
 
 
 def probe(task, corpus, exp, spec="fbank_no_cmvn", steps=60, lr=1e-3, seeds=(0,), **kw):
     """Train through the runner; the summary and every run's result.json."""
-    [summary] = run_superb(spec, [task], corpus, exp, lrs=[lr], seeds=seeds, steps=steps,
-                           device="cpu", report=False, **kw)  # fmt: skip
+    cfg = SuperbConfig(lrs=[lr], seeds=seeds, steps=steps, device="cpu", report=False, **kw)
+    [summary] = run_superb(cfg, spec, [task], corpus, exp)
     runs = [json.loads(p.read_text()) for p in sorted(Path(exp).glob("*/*/**/result.json"))]
     return summary, runs
 

@@ -26,12 +26,14 @@ from speechssl.asr.transcribe import (
     VADConfig,
     collect_inputs,
     energy_vad,
-    main,
     split_windows,
     transcribe_files,
 )
+from speechssl.cli import command_main
 from speechssl.data.audio import write_wav
 from speechssl.data.kaldi import write_data_dir, write_table
+
+main = command_main("transcribe")  # speechssl transcribe ARGV
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -2,7 +2,8 @@
 """Report which of speechssl's dependencies are installed: Python packages, programs, CUDA.
 
 Prints ``[x] name version`` for what is there and ``[ ] name`` for what is not, and exits 1
-when a required one is missing (ruff, pytest, hypothesis, tensorboard and CUDA are optional).
+when a required one is missing (ruff, import-linter, pytest, hypothesis, tensorboard and CUDA
+are optional).
 Stdlib only at import time: each package is imported inside a try, so a broken install
 (e.g. torchaudio failing to load its libraries) shows as missing with the reason.
 
@@ -43,6 +44,7 @@ PACKAGES = [
     ("pytest", "pytest", False),
     ("hypothesis", "hypothesis", False),
     ("ruff", "ruff", False),
+    ("importlinter", "import-linter", False),
 ]
 
 # (program, arguments that print its version, regex whose group 1 is the version)

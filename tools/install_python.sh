@@ -48,7 +48,7 @@ fi
 # Verify by importing, not by trusting pip's exit status.
 "$py" - <<'PY'
 import torch, torchaudio, soundfile, kenlm, sentencepiece, jiwer, speechbrain, kaldiio, speechssl
-import pesq, pystoi, matplotlib, pyctcdecode
+import pesq, pystoi, matplotlib, pyctcdecode, importlinter
 print(f"[install_python] ok: torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
       f"speechbrain {speechbrain.__version__}")
 PY

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: install what the tests need (idempotent), lint, then run pytest.
+# The test command: install what the tests need (idempotent), lint, check the layers, run pytest.
 #   bash tools/test.sh [pytest args...]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -8,4 +8,5 @@ bash tools/install.sh
 . tools/env.sh
 ruff check .
 ruff format --check .
+lint-imports  # the package's layers ([tool.importlinter] in pyproject.toml)
 python -m pytest -q "$@"

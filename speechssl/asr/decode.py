@@ -111,7 +111,14 @@ class CTCDecoder:
         self.config = config
         self.lm = None if lm is None else load_lm(lm)
         self._piece, self._starts_word, self._ends_word = self._token_roles()
-        self._scorer = WordScorer(self._piece, self._starts_word, self._ends_word, self.lm, config)
+        self._scorer = WordScorer(
+            self._piece,
+            self._starts_word,
+            self._ends_word,
+            self.lm,
+            unk_score=config.unk_score,
+            score_boundary=config.score_boundary,
+        )
 
     def _token_roles(self) -> tuple[list[str], list[bool], list[bool]]:
         """Per token: the text it adds to the current word, whether it begins a new word, and
@@ -240,7 +247,16 @@ class CTCDecoder:
 
     def _beam_search(self, lp: np.ndarray) -> list[Hypothesis]:
         self._scorer.trim()
-        search = PrefixSearch(self, lp)
+        cfg = self.config
+        search = PrefixSearch(
+            self._scorer,
+            lp,
+            beam=cfg.beam,
+            beam_prune_logp=cfg.beam_prune_logp,
+            token_min_logp=cfg.token_min_logp,
+            alpha=cfg.alpha,
+            beta=cfg.beta,
+        )
         finals = search.run()
         lp_torch = torch.from_numpy(lp).unsqueeze(0)
         out, seen = [], set()

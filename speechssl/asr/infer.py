@@ -1,4 +1,4 @@
-"""``speechssl asr-decode``: decode a data dir with a CTC model, optionally with a KenLM, n-best
+"""Decode a data dir (``speechssl asr-decode``) with a CTC model, optionally with a KenLM, n-best
 rescoring with a second LM, and LM-weight tuning on a dev set; then score with jiwer.
 
 The model runs once per utterance; its log-probabilities are cached in ``<out>/logprobs.pt``
@@ -14,10 +14,9 @@ runs in ``--nj`` processes. A decode directory holds:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from speechssl.asr.decode import CTCDecoder, DecoderConfig, Hypothesis, rescore_
 from speechssl.asr.model import CTCModel, load_model
 from speechssl.asr.score import score_dir, score_texts
 from speechssl.data.dataset import AudioDataset, LengthBucketSampler, collate
-from speechssl.data.kaldi import atomic_write_text, read_table, write_table
+from speechssl.data.kaldi import read_table, write_table
+from speechssl.io import atomic_torch_save, atomic_write_text
 
 
 @torch.no_grad()
@@ -64,13 +64,10 @@ def cached_logprobs(model_path: str, data_dir: Path, out_dir: Path, device: str)
             return logprobs, saved["tokens"], saved["stride"]
     model = load_model(model_path, device)
     logprobs = compute_logprobs(model, data_dir)
-    tmp = cache.with_name(".logprobs.pt.tmp")
-    out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {u: torch.from_numpy(a) for u, a in logprobs.items()}  # weights_only-loadable
-    torch.save(
-        {"key": key, "logprobs": tensors, "tokens": model.tokens, "stride": model.stride}, tmp
+    atomic_torch_save(
+        {"key": key, "logprobs": tensors, "tokens": model.tokens, "stride": model.stride}, cache
     )
-    os.replace(tmp, cache)
     return logprobs, model.tokens, model.stride
 
 
@@ -154,80 +151,60 @@ def write_decode_dir(out: Path, hyps: dict[str, list[Hypothesis]], stride: int, 
     atomic_write_text(out / "ctm", "\n".join(ctm) + ("\n" if ctm else ""))
 
 
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
+def decode_data_dir(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    mode: str = "beam",
+    config: DecoderConfig | None = None,
+    lm: str | None = None,
+    rescore_lm: str | None = None,
+    weights: str | os.PathLike | None = None,
+    tune_alphas: Sequence[float] = (),
+    tune_betas: Sequence[float] = (),
+    nj: int = 1,
+    device: str = "cpu",
+):
+    """Decode ``data`` into the decode dir ``out`` (see the module docstring); returns the
+    scoring summary (:func:`speechssl.asr.score.score_dir`), or None when ``data`` has no text.
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="speechssl asr-decode",
-        description="Decode a data dir with a CTC model (greedy, or beam search with a KenLM), "
-        "write text/nbest/ctm and score against the data dir's text.",
-    )
-    p.add_argument("--model", required=True, help="ASR model (model.pt, checkpoint or exp dir)")
-    p.add_argument("--data", required=True, help="data dir to decode")
-    p.add_argument("--out", required=True, help="decode dir")
-    p.add_argument("--mode", choices=["greedy", "beam"], default="beam")
-    p.add_argument("--lm", help="KenLM ARPA or binary for shallow fusion")
-    p.add_argument("--rescore-lm", help="second (higher-order) LM to rescore the n-best with")
-    p.add_argument("--alpha", type=float, default=DecoderConfig.alpha)
-    p.add_argument("--beta", type=float, default=DecoderConfig.beta)
-    p.add_argument(
-        "--weights",
-        help="decode.json of a tuning run: its alpha and beta (and rescore_alpha/_beta)",
-    )
-    p.add_argument("--beam", type=int, default=DecoderConfig.beam)
-    p.add_argument("--nbest", type=int, default=10)
-    p.add_argument(
-        "--tune-alpha",
-        help="comma list: grid-search alpha on this data dir's text (with --rescore-lm: the "
-        "rescoring weights, on the first pass's n-best lists)",
-    )
-    p.add_argument("--tune-beta", help="comma list for the grid search (default: the --beta)")
-    p.add_argument("--nj", type=int, default=1, help="beam-search processes")
-    p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
-
-    data, out = Path(args.data), Path(args.out)
-    logprobs, tokens, stride = cached_logprobs(args.model, data, out, args.device)
-    alpha, beta = args.alpha, args.beta
+    ``mode``: greedy | beam (with ``lm`` for shallow fusion). ``rescore_lm``: a second LM that
+    re-ranks the n-best lists. ``weights``: the ``decode.json`` of a tuning run, whose alpha and
+    beta (and rescoring weights) replace ``config``'s. ``tune_alphas``: grid-search the weights on
+    ``data``'s text (with ``rescore_lm``: the rescoring weights, on the first pass's n-best lists);
+    ``tune_betas`` defaults to the beta.
+    """
+    data, out, config = Path(data), Path(out), config or DecoderConfig()
+    logprobs, tokens, stride = cached_logprobs(str(model), data, out, device)
     tuned: dict = {}
-    if args.weights:  # a tuning run's decode.json: first-pass and (if tuned) rescoring weights
-        tuned = json.loads(Path(args.weights).read_text())
-        alpha, beta = tuned["alpha"], tuned["beta"]
-    config = DecoderConfig(beam=args.beam, alpha=alpha, beta=beta, nbest=args.nbest)
-    settings = {"model": args.model, "mode": args.mode, "lm": args.lm, **asdict(config)}
-    if args.tune_alpha:
-        if not args.lm or not (data / "text").is_file():
-            raise ValueError("--tune-alpha needs --lm and a data dir with text")
-    refs = read_table(data / "text") if args.tune_alpha else {}
-    grid_alphas = _floats(args.tune_alpha or "")
-    grid_betas = _floats(args.tune_beta or str(beta))
-    if args.tune_alpha and not args.rescore_lm:  # tune the first pass
+    if weights:  # a tuning run's decode.json: first-pass and (if tuned) rescoring weights
+        tuned = json.loads(Path(weights).read_text())
+        config = replace(config, alpha=tuned["alpha"], beta=tuned["beta"])
+    settings = {"model": str(model), "mode": mode, "lm": lm, **asdict(config)}
+    if tune_alphas and (not lm or not (data / "text").is_file()):
+        raise ValueError("--tune-alpha needs --lm and a data dir with text")
+    refs = read_table(data / "text") if tune_alphas else {}
+    tune_betas = list(tune_betas) or [config.beta]
+    if tune_alphas and not rescore_lm:  # tune the first pass
         alpha, beta, grid = tune_weights(
-            tokens, args.lm, logprobs, refs, config, grid_alphas, grid_betas, args.nj
+            tokens, lm, logprobs, refs, config, list(tune_alphas), tune_betas, nj
         )
         config = replace(config, alpha=alpha, beta=beta)
         settings.update(alpha=alpha, beta=beta, grid=grid)
-    decoder = CTCDecoder(tokens, args.lm if args.mode == "beam" else None, config)
-    hyps = decode_all(decoder, logprobs, args.mode, args.nj)
-    if args.rescore_lm:
-        r_alpha = tuned.get("rescore_alpha", alpha)
-        r_beta = tuned.get("rescore_beta", beta)
-        if args.tune_alpha:  # tune the rescoring weights on these n-best lists
+    decoder = CTCDecoder(tokens, lm if mode == "beam" else None, config)
+    hyps = decode_all(decoder, logprobs, mode, nj)
+    if rescore_lm:
+        r_alpha = tuned.get("rescore_alpha", config.alpha)
+        r_beta = tuned.get("rescore_beta", config.beta)
+        if tune_alphas:  # tune the rescoring weights on these n-best lists
             r_alpha, r_beta, grid = tune_rescoring(
-                hyps, args.rescore_lm, refs, grid_alphas, grid_betas
+                hyps, rescore_lm, refs, list(tune_alphas), tune_betas
             )
             settings["rescore_grid"] = grid
-        hyps = {u: rescore_nbest(h, args.rescore_lm, r_alpha, r_beta) for u, h in hyps.items()}
-        settings.update(rescore_lm=args.rescore_lm, rescore_alpha=r_alpha, rescore_beta=r_beta)
+        hyps = {u: rescore_nbest(h, rescore_lm, r_alpha, r_beta) for u, h in hyps.items()}
+        settings.update(rescore_lm=rescore_lm, rescore_alpha=r_alpha, rescore_beta=r_beta)
     write_decode_dir(out, hyps, stride)
     atomic_write_text(out / "decode.json", json.dumps(settings, indent=2, default=str) + "\n")
     if (data / "text").is_file():
-        summary = score_dir(data / "text", out / "text", out)
-        print(f"{out}: {summary.kaldi_line()}  CER {summary.cer:.2f}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return score_dir(data / "text", out / "text", out)
+    return None

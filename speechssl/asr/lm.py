@@ -11,19 +11,18 @@ log-probabilities without a base change at the call site.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import math
 import os
 import shutil
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import kenlm
+
+from speechssl.io import atomic_path
 
 log = logging.getLogger("speechssl.asr.lm")
 
@@ -53,13 +52,6 @@ def _check_text(text: Path) -> None:
     with open(text, encoding="utf-8") as f:
         if not any(line.strip() for line in f):
             raise ValueError(f"LM training text {text} is empty (one sentence per line expected)")
-
-
-def _temp_path(path: Path) -> str:
-    """A fresh ``.<name>.<random>.tmp`` beside ``path`` (the pattern that
-    ``speechssl.data.kaldi.remove_stale_temp_files`` cleans up); created with default permissions
-    by the program that writes it."""
-    return str(path.with_name(f".{path.name}.{os.getpid()}{uuid.uuid4().hex[:8]}.tmp"))
 
 
 def _run_kenlm(cmd: list[str]) -> subprocess.CompletedProcess[str]:
@@ -95,12 +87,11 @@ def build_arpa(
         raise ValueError(f"--prune takes at most {order} non-negative counts, got {prune}")
     program = find_kenlm_program("lmplz", lmplz)
     arpa.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(arpa)
-    cmd = [str(program), "-o", str(order), "-S", memory, "-T", f"{arpa.parent}/"]
-    cmd += ["--text", str(text), "--arpa", tmp]
-    if prune:
-        cmd += ["--prune", *map(str, prune)]
-    try:
+    with atomic_path(arpa) as tmp:
+        cmd = [str(program), "-o", str(order), "-S", memory, "-T", f"{arpa.parent}/"]
+        cmd += ["--text", str(text), "--arpa", str(tmp)]
+        if prune:
+            cmd += ["--prune", *map(str, prune)]
         result = _run_kenlm(cmd + (["--discount_fallback"] if discount_fallback else []))
         if (
             result.returncode != 0
@@ -117,9 +108,6 @@ def build_arpa(
             raise ValueError(
                 f"lmplz failed on {text} (exit {result.returncode}): {_last_lines(result.stderr)}"
             )
-        os.replace(tmp, arpa)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return arpa
 
 
@@ -132,18 +120,13 @@ def build_binary(
     if not arpa.is_file():
         raise FileNotFoundError(f"ARPA file {arpa} does not exist")
     tool = find_kenlm_program("build_binary", program)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(out)
-    try:
-        result = _run_kenlm([str(tool), "trie", str(arpa), tmp])
+    with atomic_path(out) as tmp:
+        result = _run_kenlm([str(tool), "trie", str(arpa), str(tmp)])
         if result.returncode != 0:
             raise ValueError(
                 f"build_binary failed on {arpa} (exit {result.returncode}): "
                 f"{_last_lines(result.stderr)}"
             )
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return out
 
 
@@ -286,54 +269,3 @@ def perplexity(lm: KenLM, text: str | os.PathLike) -> dict[str, float]:
         raise ValueError(f"text {text} is empty (one sentence per line expected)")
     ppl = math.exp(-total / (words + sentences))
     return {"perplexity": ppl, "sentences": sentences, "words": words, "oov": oov}
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="speechssl lm", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("build", help="estimate an ARPA n-gram LM with lmplz")
-    p.add_argument("--text", required=True, help="normalized text, one sentence per line")
-    p.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
-    p.add_argument("--prune", type=int, nargs="+", help="count thresholds per order, e.g. 0 0 1")
-    p.add_argument("--binary", action="store_true", help="also write DIR/lm.bin (KenLM trie)")
-    p.add_argument(
-        "--discount-fallback",
-        choices=("auto", "yes", "no"),
-        default="auto",
-        help="lmplz --discount_fallback: auto retries with it when the text is too small",
-    )
-    p.add_argument("--memory", default="10%", help="lmplz sorting memory (-S), default 10%%")
-    p.add_argument("--out", required=True, help="output folder (writes lm.arpa [lm.bin])")
-    p = sub.add_parser("score", help="perplexity and OOV count of a text")
-    p.add_argument("--lm", required=True, help="ARPA or KenLM binary file")
-    p.add_argument("--text", required=True, help="normalized text, one sentence per line")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``speechssl lm build|score``; bad input ends in one ``error:`` line (exit 1)."""
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "build":
-            fallback = {"auto": None, "yes": True, "no": False}[args.discount_fallback]
-            out = Path(args.out)
-            arpa = build_arpa(
-                args.text, out / "lm.arpa", args.order, args.prune, fallback, memory=args.memory
-            )
-            print(arpa)
-            if args.binary:
-                print(build_binary(arpa, out / "lm.bin"))
-        else:
-            stats = perplexity(KenLM(args.lm), args.text)
-            print(
-                f"{args.text}: perplexity {stats['perplexity']:.2f} over {stats['words']} words "
-                f"+ {stats['sentences']} </s>, {stats['oov']} OOV"
-            )
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

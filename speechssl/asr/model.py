@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechssl.features.extract import FeatureConfig
+from speechssl.config import from_dict
 from speechssl.features.specaug import SpecAugConfig, spec_augment
+from speechssl.io import atomic_torch_save
 from speechssl.nn.conv_encoder import length_mask
 from speechssl.nn.rnn import BiLSTM
 from speechssl.train.protocol import ModelOutput
-from speechssl.upstream import FbankUpstream, Upstream, UpstreamError, get_family
+from speechssl.upstream import Upstream, UpstreamError, describe_upstream, rebuild_upstream
 
 ASR_FORMAT = "speechssl-asr-v1"
 HEADS = ("linear", "blstm", "transformer")
@@ -52,8 +53,6 @@ class ASRConfig:
     specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
 
     def __post_init__(self) -> None:
-        if isinstance(self.specaug, dict):
-            self.specaug = SpecAugConfig(**self.specaug)
         if self.head not in HEADS:
             raise ValueError(f"ASRConfig.head must be one of {HEADS}, found {self.head!r}")
         if self.subsample < 1:
@@ -202,29 +201,6 @@ def _greedy_token_error_rate(logp: torch.Tensor, lengths: torch.Tensor, batch) -
 # saving and loading
 
 
-def describe_upstream(upstream: Upstream) -> dict[str, Any]:
-    """The upstream's architecture as plain data (no weights), to rebuild it at load time."""
-    if isinstance(upstream, FbankUpstream):
-        return {
-            "kind": "fbank",
-            "feature_config": dataclasses.asdict(upstream.feature_config),
-            "cmvn": upstream.cmvn,
-        }
-    if hasattr(upstream, "export"):
-        exported = upstream.export()
-        return {"kind": "family", "family": exported["family"], "config": exported["config"]}
-    raise UpstreamError(f"cannot save an ASR model over a {type(upstream).__name__} upstream")
-
-
-def rebuild_upstream(desc: dict[str, Any], state: dict[str, torch.Tensor]) -> Upstream:
-    """Inverse of :func:`describe_upstream`; ``state`` holds the ASR model's weights."""
-    if desc["kind"] == "fbank":
-        return FbankUpstream(FeatureConfig(**desc["feature_config"]), cmvn=desc["cmvn"])
-    prefix = "upstream.model."
-    backbone = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    return get_family(desc["family"]).builder(desc["config"], backbone)
-
-
 def model_config(model: CTCModel) -> dict[str, Any]:
     return {
         "task": "asr",
@@ -236,13 +212,10 @@ def model_config(model: CTCModel) -> dict[str, Any]:
 
 def save_model(model: CTCModel, path: str | os.PathLike) -> Path:
     """Write the inference model (config, tokens, weights) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": ASR_FORMAT, "config": model_config(model), "model": state}, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_torch_save(
+        {"format": ASR_FORMAT, "config": model_config(model), "model": state}, path
+    )
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> CTCModel:
@@ -263,7 +236,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> C
     if config.get("task") != "asr":
         raise UpstreamError(f"{path}: not an ASR model (config task {config.get('task')!r})")
     state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}
-    upstream = rebuild_upstream(config["upstream_arch"], state)
-    model = CTCModel(upstream, config["tokens"], ASRConfig(**config["asr"]))
+    upstream = rebuild_upstream(config["upstream_arch"], state, "upstream.model.")
+    model = CTCModel(upstream, config["tokens"], from_dict(ASRConfig, config["asr"], str(path)))
     model.load_state_dict(state)
     return model.to(device).eval()

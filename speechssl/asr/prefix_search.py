@@ -23,14 +23,10 @@ from __future__ import annotations
 import heapq
 import math
 import operator
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from speechssl.asr.lm import LN10, KenLM
-
-if TYPE_CHECKING:
-    from speechssl.asr.decode import CTCDecoder, DecoderConfig
 
 BLANK = 0  # the CTC blank's token index
 NEG_INF = float("-inf")
@@ -53,15 +49,28 @@ class WordScorer:
     ``<unk>``; the partial-word penalty grows with the length). An LM context is an id of a
     KenLM state. Tokens move nodes through cached transitions; a word is scored once per
     (context, node).
+
+    ``unk_score``: log10 units added for a word the LM's vocabulary lacks (and the partial-word
+    penalty); ``score_boundary``: ``<s>`` context at the start and ``</s>`` scored at the end.
     """
 
     MAX_CACHED = 2_000_000  # entries before the caches are dropped (between utterances)
     AVG_WORD_LEN = 6  # partial OOV words longer than this are penalised in proportion (pyctcdecode)
 
-    def __init__(self, piece, starts_word, ends_word, lm: KenLM | None, config: DecoderConfig):
+    def __init__(
+        self,
+        piece,
+        starts_word,
+        ends_word,
+        lm: KenLM | None,
+        *,
+        unk_score: float,
+        score_boundary: bool,
+    ):
         self.piece, self.starts_word, self.ends_word = piece, starts_word, ends_word
         self.vocab_size = len(piece)
-        self.lm, self.config = lm, config
+        self.lm = lm
+        self.unk_score, self.score_boundary = unk_score, score_boundary
         self.prefixes = None if lm is None else lm.word_prefixes
         self.reset()
 
@@ -78,8 +87,7 @@ class WordScorer:
         self.end_scores: dict[int, float] = {}
         self.start_context = 0
         if self.lm is not None:
-            cfg = self.config
-            start = self.lm.begin_state() if cfg.score_boundary else self.lm.null_state()
+            start = self.lm.begin_state() if self.score_boundary else self.lm.null_state()
             self.start_context = self.context_id(start)
 
     def trim(self) -> None:
@@ -100,7 +108,7 @@ class WordScorer:
             self.lengths.append(length)
             self.oov.append(oov)
             scale = max(1.0, length / self.AVG_WORD_LEN)
-            self.penalty.append(self.config.unk_score * scale if oov else 0.0)
+            self.penalty.append(self.unk_score * scale if oov else 0.0)
         return node
 
     def advance(self, node: int, token: int) -> tuple[int, int]:
@@ -133,12 +141,12 @@ class WordScorer:
             word = self.words[node]
             logp, state = self.lm.score(self.contexts[context], word)
             if self.lm.is_oov(word):
-                logp += self.config.unk_score * LN10
+                logp += self.unk_score * LN10
             hit = self.word_scores[context << 32 | node] = (logp, self.context_id(state))
         return hit
 
     def end_score(self, context: int) -> float:
-        if self.lm is None or not self.config.score_boundary:
+        if self.lm is None or not self.score_boundary:
             return 0.0
         score = self.end_scores.get(context)
         if score is None:
@@ -152,11 +160,26 @@ class PrefixSearch:
     Prefixes live in a tree of parallel lists indexed by prefix id (0: the empty prefix). A beam
     is (ids, pb, pnb): prefix ids and the log-probabilities of their paths that end in a blank /
     in the prefix's last token.
+
+    ``scorer``: the decoder's word-level side (its caches outlive the utterance); ``lp``: (T, V)
+    log-softmax scores; ``beam``, ``beam_prune_logp``, ``token_min_logp``, ``alpha``, ``beta``:
+    as in :class:`speechssl.asr.decode.DecoderConfig`.
     """
 
-    def __init__(self, decoder: CTCDecoder, lp: np.ndarray):
-        self.config = decoder.config
-        self.scorer = decoder._scorer
+    def __init__(
+        self,
+        scorer: WordScorer,
+        lp: np.ndarray,
+        *,
+        beam: int,
+        beam_prune_logp: float,
+        token_min_logp: float,
+        alpha: float,
+        beta: float,
+    ):
+        self.scorer = scorer
+        self.beam, self.beam_prune_logp, self.token_min_logp = beam, beam_prune_logp, token_min_logp
+        self.alpha, self.beta = alpha, beta
         self.lp = lp
         self.vocab_size = lp.shape[1]
         self.parent = [-1]
@@ -189,11 +212,11 @@ class PrefixSearch:
         Frames whose only candidate is the blank, or the token the previous frame held, come in
         runs; a run costs one step (plus an add per beam) instead of one per frame.
         """
-        lp, cfg = self.lp, self.config
+        lp = self.lp
         num_frames = lp.shape[0]
         frames = np.arange(num_frames)
         best = lp.argmax(axis=1)
-        candidates = lp >= cfg.token_min_logp
+        candidates = lp >= self.token_min_logp
         candidates[frames, best] = True
         single = candidates.sum(axis=1) == 1
         best_logp = lp[frames, best].astype(np.float64)
@@ -235,7 +258,7 @@ class PrefixSearch:
         children, last, vocab_size, state = self.children, self.last, self.vocab_size, self.state
         scorer = self.scorer
         transitions, word_scores, penalty = scorer.transitions, scorer.word_scores, scorer.penalty
-        alpha, beta = self.config.alpha, self.config.beta
+        alpha, beta = self.alpha, self.beta
         for prefix, b, nb in zip(ids, pb, pnb):
             total = _logaddexp(b, nb)
             if blank_logp > NEG_INF:
@@ -292,10 +315,10 @@ class PrefixSearch:
         for prefix in new_b.keys() | new_nb.keys():
             b, nb = new_b.get(prefix, NEG_INF), new_nb.get(prefix, NEG_INF)
             scored.append((_logaddexp(b, nb) + fusion[prefix], prefix, b, nb))
-        cut = max(scored, key=_FIRST)[0] + self.config.beam_prune_logp
+        cut = max(scored, key=_FIRST)[0] + self.beam_prune_logp
         scored = [s for s in scored if s[0] >= cut]
-        if len(scored) > self.config.beam:
-            scored = heapq.nlargest(self.config.beam, scored, key=_FIRST)
+        if len(scored) > self.beam:
+            scored = heapq.nlargest(self.beam, scored, key=_FIRST)
         ids, pb, pnb = [], [], []
         for s in scored:
             if len(s) == 4:  # (score, prefix, pb, pnb) of a prefix that exists
@@ -310,7 +333,7 @@ class PrefixSearch:
 
     def finish(self, ids, pb, pnb) -> list[tuple[float, float, float, int, int]]:
         """Complete each beam's last word, add ``</s>``, and rank by the full score."""
-        scorer, cfg = self.scorer, self.config
+        scorer = self.scorer
         finals = []
         for prefix, b, nb in zip(ids, pb, pnb):
             am = _logaddexp(b, nb)
@@ -320,7 +343,7 @@ class PrefixSearch:
                 lm_score += logp
                 num_words += 1
             lm_score += scorer.end_score(context)
-            score = am + cfg.alpha * lm_score + cfg.beta * num_words
+            score = am + self.alpha * lm_score + self.beta * num_words
             finals.append((score, am, lm_score, num_words, prefix))
         finals.sort(reverse=True)
         return finals

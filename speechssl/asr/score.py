@@ -22,8 +22,9 @@ from pathlib import Path
 
 import jiwer
 
-from speechssl.data.kaldi import atomic_write_text, read_table
+from speechssl.data.kaldi import read_table
 from speechssl.data.text import normalize_text
+from speechssl.io import atomic_write_text
 
 
 @dataclass

@@ -18,8 +18,9 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from speechssl.data.kaldi import atomic_write_text
 from speechssl.data.text import normalize_text
+from speechssl.errors import SpeechSSLError
+from speechssl.io import atomic_write_bytes, atomic_write_text
 
 BLANK = "<blank>"
 WORD_BOUNDARY = "|"
@@ -27,7 +28,7 @@ SP_WORD_START = "\u2581"  # "▁"
 CHAR_UNK = "<unk>"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(SpeechSSLError, ValueError):
     """Bad tokenizer files or text a tokenizer cannot encode."""
 
 
@@ -120,7 +121,7 @@ class SentencePieceTokenizer:
                 num_threads=1,  # deterministic
                 minloglevel=2,
             )
-            os.replace(Path(tmp) / "sp.model", folder / "sp.model")
+            atomic_write_bytes(folder / "sp.model", (Path(tmp) / "sp.model").read_bytes())
         tokenizer = cls(folder / "sp.model")
         tokenizer.save(folder)
         return tokenizer

@@ -1,4 +1,4 @@
-"""``speechssl asr-train``: CTC fine-tuning of any upstream with the one Trainer.
+"""CTC fine-tuning (``speechssl asr-train``) of any upstream with the one Trainer.
 
 An ASR YAML holds values only::
 
@@ -15,11 +15,8 @@ ends the inference model is written to ``<exp>/model.pt`` with ``<exp>/tokens.tx
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,6 @@ from typing import Any
 from speechssl.asr.dataset import ASRDataset
 from speechssl.asr.model import ASRConfig, CTCModel, model_config, save_model
 from speechssl.asr.tokenizer import build_tokenizer, load_tokenizer
-from speechssl.config import load_config, save_config
 from speechssl.data.kaldi import read_table
 from speechssl.train import Trainer, TrainerConfig
 from speechssl.train.rng import seed_everything
@@ -83,29 +79,3 @@ def asr_train(
         result["model"] = str(save_model(model, exp_dir / "model.pt"))
         shutil.copyfile(exp_dir / "tokenizer" / "tokens.txt", exp_dir / "tokens.txt")
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="speechssl asr-train",
-        description="Train a CTC ASR model on any upstream (resumes from <exp>/checkpoints).",
-    )
-    p.add_argument("--config", help="ASR YAML (e.g. egs/synth/conf/asr/fbank_blstm.yaml)")
-    p.add_argument("--data", required=True, help="training data dir (with text)")
-    p.add_argument("--valid", help="validation data dir (with text)")
-    p.add_argument("--exp", required=True, help="experiment dir")
-    p.add_argument("--upstream", help="overrides model.upstream (fbank, a checkpoint, HF folder)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value")
-    args = p.parse_args(argv)
-    overrides = list(args.set or [])
-    if args.upstream:
-        overrides.append(f"model.upstream={args.upstream}")
-    cfg = load_config(ASRTrainConfig, args.config, overrides)
-    save_config(cfg, Path(args.exp) / "config.yaml")
-    result = asr_train(cfg, args.data, args.exp, args.valid)
-    print(json.dumps(result, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,12 +18,9 @@ on stderr; the other files are still transcribed and the exit status is 1.
 
 from __future__ import annotations
 
-import argparse
 import heapq
-import json
 import math
 import os
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechssl.asr.decode import CTCDecoder, DecoderConfig, Hypothesis, frames_to_seconds
-from speechssl.asr.model import load_model
+from speechssl.asr.decode import CTCDecoder, Hypothesis, frames_to_seconds
 from speechssl.data.audio import SAMPLE_RATE, AudioError, load_audio
-from speechssl.data.kaldi import DataDir, DataDirError, atomic_write_text, read_table
+from speechssl.data.kaldi import DataDir, DataDirError, read_table
 
 # Extensions taken from a folder (formats libsndfile reads); other files there are ignored.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
@@ -492,101 +488,3 @@ def transcribe_files(
     vad_cfg = VADConfig() if vad is True else (vad or None)
     opts = TranscribeOptions(mode, window, overlap, vad_cfg, batch_seconds, nj=nj)
     return list(iter_transcripts(model, paths, decoder, opts))
-
-
-# ---------------------------------------------------------------------------------------------
-# command line
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="speechssl transcribe",
-        description="Transcribe audio files, folders (recursive) or a Kaldi wav.scp / data dir "
-        "with a CTC model: '<id> <text>' lines, or JSON lines with word timestamps.",
-    )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder or wav.scp")
-    p.add_argument("--model", required=True, help="ASR model (model.pt, checkpoint or exp dir)")
-    p.add_argument("--lm", help="KenLM (ARPA or binary) for shallow fusion; implies beam search")
-    p.add_argument("--beam", type=int, help="beam search with this beam (default: greedy)")
-    p.add_argument("--alpha", type=float, default=DecoderConfig.alpha, help="LM weight")
-    p.add_argument("--beta", type=float, default=DecoderConfig.beta, help="word insertion bonus")
-    p.add_argument("--nbest", type=int, default=1, help="n-best list in JSON (implies beam)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--format", choices=["text", "json"], default="text")
-    p.add_argument("--output", help="write here (atomically) instead of stdout")
-    p.add_argument("--window", type=float, default=30.0, help="seconds per window")
-    p.add_argument(
-        "--overlap", type=float, default=1.0, help="seconds shared by neighbouring windows"
-    )
-    p.add_argument("--vad", action="store_true", help="split at silences (energy VAD) first")
-    p.add_argument("--batch-seconds", type=float, default=120.0, help="audio s per forward pass")
-    p.add_argument("--nj", type=int, default=1, help="beam-search processes")
-    p.add_argument("--allow-pipes", action="store_true", help="run 'cmd |' wav.scp entries")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.nbest < 1 or (args.beam is not None and args.beam < 1):
-        print("error: --nbest and --beam must be >= 1", file=sys.stderr)
-        return 1
-    beam = args.beam is not None or args.lm is not None or args.nbest > 1
-    try:
-        opts = TranscribeOptions(
-            mode="beam" if beam else "greedy",
-            window=args.window,
-            overlap=args.overlap,
-            vad=VADConfig() if args.vad else None,
-            batch_seconds=args.batch_seconds,
-            nj=args.nj,
-        )
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(
-            f"error: --device {args.device}: no CUDA device here; use --device cpu", file=sys.stderr
-        )
-        return 1
-    try:
-        model = load_model(args.model, args.device)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        reason = str(e) if args.model in str(e) else f"{args.model}: {e}"
-        print(f"error: --model {reason}", file=sys.stderr)
-        return 1
-    config = DecoderConfig(
-        beam=args.beam or DecoderConfig.beam, alpha=args.alpha, beta=args.beta, nbest=args.nbest
-    )
-    try:
-        decoder = CTCDecoder(model.tokens, args.lm, config)
-    except (OSError, ValueError, RuntimeError) as e:
-        print(f"error: --lm {args.lm}: {e}", file=sys.stderr)
-        return 1
-    return _write_transcripts(
-        iter_transcripts(model, args.inputs, decoder, opts, args.allow_pipes), args
-    )
-
-
-def _write_transcripts(results: Iterator, args: argparse.Namespace) -> int:
-    """Stream lines to stdout (or collect them for ``--output``); errors go to stderr."""
-    lines, failed = [], 0
-    for result in results:
-        if isinstance(result, TranscribeError):
-            print(f"error: {result.reason}", file=sys.stderr, flush=True)
-            failed += 1
-            continue
-        if args.format == "json":
-            line = json.dumps(result.to_json(args.nbest > 1), ensure_ascii=False)
-        else:
-            line = f"{result.id} {result.text}".rstrip()
-        if args.output:
-            lines.append(line + "\n")
-        else:
-            print(line, flush=True)
-    if args.output:
-        atomic_write_text(args.output, "".join(lines))
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

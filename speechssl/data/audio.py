@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from speechssl.errors import SpeechSSLError
+from speechssl.io import atomic_path
+
 SAMPLE_RATE = 16000
 
 
-class AudioError(RuntimeError):
+class AudioError(SpeechSSLError, RuntimeError):
     """An audio file cannot be used; the message names the utterance, the path and a fix."""
 
 
@@ -162,11 +164,5 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = S
     samples = np.asarray(samples, dtype=np.float32)
     if not np.isfinite(samples).all():
         raise AudioError(f"{path}: refusing to write audio with NaN/Inf samples")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -19,7 +19,6 @@ absolute paths behave the same in both.)
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,52 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from speechssl.data.audio import load_audio
+from speechssl.errors import SpeechSSLError
+from speechssl.io import atomic_write_text
 
 # Files with a fixed meaning; anything else matching utt2* or *.scp is a per-utterance table too.
 CORE_FILES = ("wav.scp", "segments", "text", "utt2spk", "spk2utt", "utt2dur", "utt2num_frames")
 
 
-class DataDirError(ValueError):
+class DataDirError(SpeechSSLError, ValueError):
     """A data directory file is malformed; the message names the file, line and a fix."""
 
 
 def c_sorted(keys: Iterable[str]) -> list[str]:
     """Sort like ``LC_ALL=C sort``: by UTF-8 bytes."""
     return sorted(keys, key=lambda k: k.encode("utf-8"))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | os.PathLike, content: str) -> None:
-    """Write ``content`` to ``path`` through a temporary file in the same folder and a rename, so a
-    reader (or a rerun after a kill) never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates the file 0600; give it the mode a plain open() would (0666 & ~umask)
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_temp_files(folder: str | os.PathLike) -> int:
-    """Delete the ``.<name>.<random>.tmp`` files that an atomic write killed mid-way leaves
-    behind (under ``folder``, recursively); returns how many were removed."""
-    removed = 0
-    for tmp in Path(folder).rglob(".*.tmp"):
-        if tmp.is_file():
-            tmp.unlink()
-            removed += 1
-    return removed
 
 
 def _split_line(line: str) -> tuple[str, str]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from speechssl.errors import SpeechSSLError
+
 EPS = 1e-8  # keeps SI-SDR finite for a perfect estimate (about +80 dB at speech levels)
 
 
-class MetricError(ValueError):
+class MetricError(SpeechSSLError, ValueError):
     """A metric cannot be computed for these signals; the message says why and what to do."""
 
 

@@ -20,16 +20,10 @@ import numpy as np
 import torch
 
 from speechssl.config import from_dict, save_config
-from speechssl.data.kaldi import (
-    DataDir,
-    DataDirError,
-    atomic_write_text,
-    c_sorted,
-    read_table,
-    write_table,
-)
+from speechssl.data.kaldi import DataDir, DataDirError, c_sorted, read_table, write_table
 from speechssl.features import cmvn
 from speechssl.features.extract import FeatureConfig, compute_features
+from speechssl.io import atomic_path, atomic_write_text, temp_path
 
 
 def feature_name(data_dir: str | os.PathLike, data_root: str | os.PathLike) -> str:
@@ -65,29 +59,30 @@ def compute_job(
             return scp
         # left by an earlier version of the data dir (re-rendered, subset): not this job's
         print(f"{scp}: other utterances than {data.path}, recomputing")
-    tmp_scp = scp.parent / f"{scp.name}.tmp"
     frames: dict[str, int] = {}
     start, seconds = time.time(), 0.0
-    with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
-        for utt in data.utt_ids:
-            wav = data.load_audio(utt, sample_rate=cfg.sample_rate)
-            feats = compute_features(wav, cfg).numpy()
-            if feats.shape[0] == 0:
-                raise DataDirError(
-                    f"utterance '{utt}': {len(wav)} samples is shorter than one frame "
-                    f"({cfg.frame_length_ms} ms); drop it with `speechssl data subset`"
-                )
-            if not np.isfinite(feats).all():
-                raise DataDirError(f"utterance '{utt}': features contain NaN/Inf")
-            writer(utt, feats)
-            frames[utt] = feats.shape[0]
-            seconds += len(wav) / cfg.sample_rate
+    with temp_path(scp) as tmp_scp:
+        with (
+            atomic_path(ark) as tmp_ark,
+            kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer,
+        ):
+            for utt in data.utt_ids:
+                wav = data.load_audio(utt, sample_rate=cfg.sample_rate)
+                feats = compute_features(wav, cfg).numpy()
+                if feats.shape[0] == 0:
+                    raise DataDirError(
+                        f"utterance '{utt}': {len(wav)} samples is shorter than one frame "
+                        f"({cfg.frame_length_ms} ms); drop it with `speechssl data subset`"
+                    )
+                if not np.isfinite(feats).all():
+                    raise DataDirError(f"utterance '{utt}': features contain NaN/Inf")
+                writer(utt, feats)
+                frames[utt] = feats.shape[0]
+                seconds += len(wav) / cfg.sample_rate
+        # the job's scp names its ark relative to the feature dir, so the folder can move
+        offsets = {u: e.rpartition(":")[2] for u, e in read_table(tmp_scp).items()}
     write_table(num_frames, frames)
-    # the job's scp names its ark relative to the feature dir, so the folder can move
-    write_table(
-        scp, {u: f"{ark.name}:{e.rpartition(':')[2]}" for u, e in read_table(tmp_scp).items()}
-    )
-    tmp_scp.unlink()
+    write_table(scp, {u: f"{ark.name}:{offset}" for u, offset in offsets.items()})
     took = time.time() - start
     print(f"{name} job {job}: {len(frames)} utterances, {seconds:.1f} s of audio in {took:.1f} s")
     return scp
@@ -168,17 +163,20 @@ def compute_cmvn(data_dir: str | os.PathLike, per_speaker: bool = True) -> None:
         global_stats = cmvn.accumulate(feats, global_stats)
         spk = data.utt2spk[utt]
         spk_stats[spk] = cmvn.accumulate(feats, spk_stats.get(spk))
-    tmp = data_dir / ".global_cmvn.ark.tmp"
-    kaldiio.save_ark(str(tmp), {"global": global_stats})
-    os.replace(tmp, data_dir / "global_cmvn.ark")
+    with atomic_path(data_dir / "global_cmvn.ark") as tmp:
+        kaldiio.save_ark(str(tmp), {"global": global_stats})
     if per_speaker:
-        ark, tmp_scp = data_dir / "cmvn.ark", data_dir / ".cmvn.scp.tmp"
-        with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
-            for spk in c_sorted(spk_stats):
-                writer(spk, spk_stats[spk])
-        entries = {k: "cmvn.ark:" + v.rpartition(":")[2] for k, v in read_table(tmp_scp).items()}
+        with temp_path(data_dir / "cmvn.scp") as tmp_scp:
+            with (
+                atomic_path(data_dir / "cmvn.ark") as tmp_ark,
+                kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer,
+            ):
+                for spk in c_sorted(spk_stats):
+                    writer(spk, spk_stats[spk])
+            entries = {
+                k: "cmvn.ark:" + v.rpartition(":")[2] for k, v in read_table(tmp_scp).items()
+            }
         write_table(data_dir / "cmvn.scp", entries)
-        tmp_scp.unlink()
 
 
 def load_cmvn(data_dir: str | os.PathLike, speaker: str | None = None) -> np.ndarray:

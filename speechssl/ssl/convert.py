@@ -20,7 +20,9 @@ Weight-norm parameters are accepted as ``weight_g/weight_v`` and as
 from __future__ import annotations
 
 import ast
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -410,3 +412,22 @@ def to_fairseq_config(config: dict[str, Any]) -> dict[str, Any]:
             "loss_weights": [config["diversity_weight"], config["feature_penalty_weight"]],
         },
     }
+
+
+def do_normalize(folder: Path) -> bool | None:
+    """``do_normalize`` of an HF folder's ``preprocessor_config.json`` (None: no such file)."""
+    pre = folder / "preprocessor_config.json"
+    return json.loads(pre.read_text()).get("do_normalize") if pre.is_file() else None
+
+
+def wav2vec2_from_hf(hf: dict, state: dict, folder: Path) -> tuple[dict, dict]:
+    """HF ``config.json`` + weights of ``Wav2Vec2Model``/``ForPreTraining``/``ForCTC`` ->
+    (config, backbone)."""
+    backbone, _, _ = hf_state_dict(state)
+    return hf_config(hf, do_normalize(folder)), backbone
+
+
+def wav2vec2_from_fairseq(cfg: dict, state: dict) -> tuple[dict, dict]:
+    """fairseq ``wav2vec2`` / ``wav2vec_ctc`` (cfg as a plain dict) -> (config, backbone)."""
+    backbone, _, _ = fairseq_state_dict(state)
+    return fairseq_config(cfg, backbone), backbone

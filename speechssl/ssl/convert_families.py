@@ -1,4 +1,4 @@
-"""HuBERT and data2vec-audio as upstream families: HF and fairseq-format imports.
+"""HuBERT and data2vec-audio checkpoints: HF and fairseq-format imports and exports.
 
 Both are wav2vec 2.0 backbones, so the key tables of :mod:`speechssl.ssl.convert` apply
 (``reference/ssl-methods.md`` §7.1); what differs (§7.1-7.3):
@@ -24,15 +24,15 @@ speechssl normalises inside the model (fairseq's eps 1e-5).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from speechssl.config import from_dict
+from speechssl.ssl import UpstreamError
 from speechssl.ssl.convert import (
     _fairseq_model_cfg,
+    do_normalize,
     fairseq_config,
     fairseq_state_dict,
     hf_config,
@@ -40,35 +40,8 @@ from speechssl.ssl.convert import (
     to_fairseq_config,
     to_fairseq_state_dict,
 )
-from speechssl.ssl.wav2vec2 import Wav2Vec2Model
-from speechssl.upstream import (
-    Upstream,
-    UpstreamError,
-    Wav2Vec2Upstream,
-    load_backbone_state,
-    register_family,
-)
 
 Tensor = torch.Tensor
-
-
-def _config(config_cls: type, values: dict[str, Any], where: str) -> Any:
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    return from_dict(config_cls, {k: v for k, v in values.items() if k in names}, where)
-
-
-def _builder(family: str, config_cls: type):
-    def build(config: dict[str, Any], state: dict[str, Tensor]) -> Upstream:
-        model = Wav2Vec2Model(_config(config_cls, dict(config), f"{family} config"))
-        load_backbone_state(model, state, f"{family} upstream")
-        return Wav2Vec2Upstream(model, family)
-
-    return build
-
-
-def _do_normalize(folder: Path) -> bool | None:
-    pre = folder / "preprocessor_config.json"
-    return json.loads(pre.read_text()).get("do_normalize") if pre.is_file() else None
 
 
 def _check_model_type(hf: dict[str, Any], expected: str, folder: Path) -> None:
@@ -86,7 +59,7 @@ def hubert_from_hf(hf: dict, state: dict, folder: Path) -> tuple[dict, dict]:
     """HF ``config.json`` + weights of ``HubertModel``/``HubertForCTC`` -> (config, backbone)."""
     _check_model_type(hf, "hubert", folder)
     try:
-        config = hf_config(hf, _do_normalize(folder))
+        config = hf_config(hf, do_normalize(folder))
     except ValueError as e:
         raise UpstreamError(f"{folder}: {e}") from None
     backbone, _, _ = hf_state_dict(state)
@@ -147,7 +120,7 @@ def hubert_to_fairseq(
 def data2vec_from_hf(hf: dict, state: dict, folder: Path) -> tuple[dict, dict]:
     """HF ``config.json`` + weights of ``Data2VecAudioModel``/``ForCTC`` -> (config, backbone)."""
     _check_model_type(hf, "data2vec-audio", folder)
-    normalize = _do_normalize(folder)
+    normalize = do_normalize(folder)
     config = hf_config(hf, True if normalize is None else normalize)
     config["extractor_mode"] = "layer"  # Data2VecAudioConvLayer: LayerNorm in every block
     backbone, _, _ = hf_state_dict(state)
@@ -206,35 +179,3 @@ def data2vec_to_fairseq(config: Any, backbone: dict[str, Tensor]) -> dict[str, A
     )
     cfg["criterion"] = {"_name": "model", "log_keys": ["ema_decay", "target_var", "pred_var"]}
     return {"model": to_fairseq_state_dict(backbone), "cfg": cfg}
-
-
-# ---------------------------------------------------------------------------------------------
-# registration (called by the method modules at import)
-
-
-def register_hubert_family() -> None:
-    from speechssl.ssl.hubert import HubertConfig
-
-    register_family(
-        "hubert",
-        _builder("hubert", HubertConfig),
-        hubert_from_hf,
-        hubert_from_fairseq,
-        hf_model_types=("hubert",),
-        fairseq_models=("hubert",),
-        config_cls=HubertConfig,
-    )
-
-
-def register_data2vec_family() -> None:
-    from speechssl.ssl.data2vec import Data2VecConfig
-
-    register_family(
-        "data2vec",
-        _builder("data2vec", Data2VecConfig),
-        data2vec_from_hf,
-        data2vec_from_fairseq,
-        hf_model_types=("data2vec-audio",),
-        fairseq_models=("data2vec_audio",),
-        config_cls=Data2VecConfig,
-    )

@@ -31,7 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechssl.nn.conv_encoder import length_mask
-from speechssl.ssl.wav2vec2 import MaskedPretraining, Wav2Vec2Config, features_penalty
+from speechssl.ssl import SSLMethod, get_method, register_method
+from speechssl.ssl.convert_families import data2vec_from_fairseq, data2vec_from_hf
+from speechssl.ssl.masked import TINY_BACKBONE, MaskedPretraining
+from speechssl.ssl.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
+from speechssl.train.protocol import ModelOutput
 
 
 @dataclass
@@ -67,16 +71,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "base": {},
     # CPU-sized: the EMA schedule shortened to the few hundred updates of a tiny run
     "tiny": dict(
-        conv_layers=[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64, 2, 2)] * 2,
-        hidden_size=128,
+        TINY_BACKBONE,
         num_layers=4,
-        num_heads=4,
-        ffn_dim=512,
         pos_conv_kernel=9,
         pos_conv_depth=2,
-        pos_conv_groups=8,
-        layerdrop=0.0,
-        mask_length=5,
         # measured on the synthetic corpus, 600 updates: top-2 layers with tau 0.99 -> 0.999
         # moved the loss 6%; tau 0.998 -> 0.9995 collapsed (prediction variance 0.001); all 4
         # layers with tau 0.995 -> 0.999 over 600 updates learned (loss -96%, target and
@@ -86,17 +84,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         ema_end_decay=0.999,
         ema_anneal_end_step=600,
         collapse_check_after=10**9,
-        dropout=0.0,  # as the other tiny presets: dropout slows a few-hundred-update run
-        attention_dropout=0.0,
     ),
 }
 
 
 def data2vec_config(preset: str = "base", **overrides: Any) -> Data2VecConfig:
     """A preset (``"tiny"``, ``"base"``) with field overrides."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown data2vec preset {preset!r}; known: {sorted(PRESETS)}")
-    return Data2VecConfig(**{**PRESETS[preset], **overrides})
+    return get_method("data2vec").make_config(preset, **overrides)
 
 
 def ema_decay_at(cfg: Data2VecConfig, num_updates: int) -> float:
@@ -131,7 +125,8 @@ class Data2VecPretraining(MaskedPretraining):
     """Student (``backbone`` + ``final_proj``) and EMA teacher (``teacher``, a copy of the
     transformer sharing the student's positional conv): ``forward(batch) -> ModelOutput``."""
 
-    family = "data2vec"
+    method = "data2vec"
+    backbone_cls = Wav2Vec2Model
 
     def __init__(self, cfg: Data2VecConfig):
         if not 1 <= cfg.average_top_k_layers <= cfg.num_layers:
@@ -198,23 +193,13 @@ class Data2VecPretraining(MaskedPretraining):
             top = [instance_norm_time(f, valid) for f in top]
         return sum(f.float() for f in top) / len(top)
 
-    def forward(self, batch: Any, generator: torch.Generator | None = None):
-        from speechssl.train.protocol import ModelOutput
-
+    def forward(self, batch: Any, generator: torch.Generator | None = None) -> ModelOutput:
         cfg = self.cfg
-        feats, lengths = self.conv_features(batch.wavs, batch.lengths)
-        t = feats.shape[1]
-        valid = length_mask(lengths, t)
-        pen = features_penalty(feats, valid)
-        proj = self.backbone.feature_projection
-        normed = proj.layer_norm(feats) if proj.layer_norm is not None else feats
-        y = proj.projection(normed)
-        target = self.targets(y.detach(), lengths)
-
-        mask = self.compute_mask(lengths, t, generator)
-        hidden = self.backbone.encode(proj.dropout(y), lengths, mask).last_hidden_state
-        pred = self.final_proj(hidden[mask]).float()
-        target = target[mask]
+        enc = self.encode_masked(batch, generator)
+        mask = enc.mask
+        # the teacher sees the unmasked projected features, before dropout
+        target = self.targets(enc.projected.detach(), enc.lengths)[mask]
+        pred = self.final_proj(enc.hidden[mask]).float()
         if cfg.loss_beta == 0:
             per_frame = F.mse_loss(pred, target, reduction="none").sum(-1)
         else:
@@ -222,7 +207,7 @@ class Data2VecPretraining(MaskedPretraining):
             per_frame = per_frame.sum(-1)
         scale = cfg.loss_scale if cfg.loss_scale is not None else 1 / math.sqrt(pred.shape[-1])
         sample_size = int(mask.sum())
-        loss = per_frame.sum() * scale + cfg.feature_penalty_weight * pen * sample_size
+        loss = per_frame.sum() * scale + cfg.feature_penalty_weight * enc.features_pen * sample_size
         target_var, pred_var = _std(target), _std(pred.detach())
         self._check_collapse(float(target_var), float(pred_var))
         stats = {
@@ -230,8 +215,8 @@ class Data2VecPretraining(MaskedPretraining):
             "target_var": target_var,
             "pred_var": pred_var,
             "ema_decay": torch.tensor(self.ema_decay),
-            "features_pen": pen.detach(),
-            "mask_fraction": mask.sum().float() / valid.sum().clamp(min=1),
+            "features_pen": enc.features_pen.detach(),
+            "mask_fraction": mask.sum().float() / enc.valid.sum().clamp(min=1),
         }
         return ModelOutput(loss=loss, sample_size=sample_size, stats=stats)
 
@@ -248,12 +233,16 @@ class Data2VecPretraining(MaskedPretraining):
             )
 
 
-def _register() -> None:
-    from speechssl.ssl import register_method
-    from speechssl.ssl.convert_families import register_data2vec_family
-
-    register_method("data2vec", Data2VecConfig, Data2VecPretraining, data2vec_config)
-    register_data2vec_family()
-
-
-_register()
+register_method(
+    SSLMethod(
+        "data2vec",
+        Data2VecConfig,
+        Data2VecPretraining,
+        Wav2Vec2Model,
+        PRESETS,
+        hf_model_types=("data2vec-audio",),
+        from_hf=data2vec_from_hf,
+        fairseq_models=("data2vec_audio",),
+        from_fairseq=data2vec_from_fairseq,
+    )
+)

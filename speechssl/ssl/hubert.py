@@ -1,7 +1,7 @@
 """HuBERT (Hsu et al. 2021): masked prediction of k-means cluster labels.
 
 The backbone is wav2vec 2.0's (:class:`~speechssl.ssl.wav2vec2.Wav2Vec2Model`); targets come
-from :mod:`speechssl.ssl.kmeans` (MFCC clusters for iteration 1, clusters of an earlier model's
+from :mod:`speechssl.kmeans` (MFCC clusters for iteration 1, clusters of an earlier model's
 hidden states after). With o_t the last hidden state, A = ``final_proj`` and e_c the rows of
 ``label_embs_concat`` (paper eq. 2, fairseq ``hubert.py`` + ``hubert_criterion.py``)::
 
@@ -12,7 +12,7 @@ over non-padded frames that have a label, S = masked frames (``ModelOutput.sampl
 fairseq scores the positive against every class with the duplicate at -inf, which is the same
 cross-entropy over the C classes.
 
-Labels reach model frames through :func:`~speechssl.ssl.kmeans.align_labels`: frame t takes
+Labels reach model frames through :func:`align_labels`: frame t takes
 label ``floor(t · label_rate / frame_rate)`` (fairseq's ``feat2tar_ratio``: every 2nd label
 for 100 Hz MFCC labels and 50 Hz frames) after checking both cover the same audio. Frames past
 the last label are ignored (fairseq drops them from the encoder input instead).
@@ -34,9 +34,49 @@ from torch import nn
 
 from speechssl.data.audio import SAMPLE_RATE
 from speechssl.data.dataset import IGNORE_LABEL
-from speechssl.nn.conv_encoder import length_mask
-from speechssl.ssl.kmeans import align_labels
-from speechssl.ssl.wav2vec2 import MaskedPretraining, Wav2Vec2Config, features_penalty
+from speechssl.errors import SpeechSSLError
+from speechssl.ssl import SSLMethod, get_method, register_method
+from speechssl.ssl.convert_families import hubert_from_fairseq, hubert_from_hf
+from speechssl.ssl.masked import LARGE_BACKBONE, TINY_BACKBONE, MaskedPretraining
+from speechssl.ssl.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
+from speechssl.train.protocol import ModelOutput
+
+
+class LabelAlignmentError(SpeechSSLError, ValueError):
+    """Labels and model frames of an utterance describe audio of different lengths."""
+
+
+def align_labels(
+    labels: torch.Tensor,
+    label_rate: float,
+    num_frames: int,
+    frame_rate: float,
+    utt: str = "?",
+    tolerance_s: float = 0.1,
+) -> torch.Tensor:
+    """Labels of the model's frames: frame t takes ``labels[floor(t * label_rate / frame_rate)]``.
+
+    Args:
+        labels: ``(L,)`` labels of one utterance at ``label_rate`` Hz.
+        num_frames: model frames at ``frame_rate`` Hz.
+    Returns:
+        ``(num_frames,)`` long; frames past the last label get -100 (ignored by the loss).
+    Raises:
+        LabelAlignmentError naming ``utt`` if the two durations differ by more than
+        ``tolerance_s`` (fairseq's dataset allows 0.1 s).
+    """
+    labels_s, frames_s = len(labels) / label_rate, num_frames / frame_rate
+    if abs(labels_s - frames_s) > tolerance_s:
+        raise LabelAlignmentError(
+            f"utterance '{utt}': {len(labels)} labels at {label_rate:g} Hz ({labels_s:.2f} s) but "
+            f"{num_frames} model frames at {frame_rate:g} Hz ({frames_s:.2f} s); the labels were "
+            "made from other audio or at another rate (check labels.yaml), dump them again"
+        )
+    idx = (torch.arange(num_frames, dtype=torch.float64) * (label_rate / frame_rate)).long()
+    out = torch.full((num_frames,), IGNORE_LABEL, dtype=torch.long)
+    ok = idx < len(labels)
+    out[ok] = labels.to(torch.long)[idx[ok]]
+    return out
 
 
 @dataclass
@@ -59,58 +99,21 @@ class HubertConfig(Wav2Vec2Config):
 PRESETS: dict[str, dict[str, Any]] = {
     "base": {},
     # fairseq hubert_large_librivox (+ HF facebook/hubert-large-ll60k's conv_bias)
-    "large": dict(
-        extractor_mode="layer",
-        conv_bias=True,
-        normalize_waveform=True,
-        feature_grad_mult=1.0,
-        hidden_size=1024,
-        num_layers=24,
-        num_heads=16,
-        ffn_dim=4096,
-        layer_norm_first=True,
-        dropout=0.0,
-        attention_dropout=0.0,
-        final_dim=768,
-        label_rate=50.0,
-        num_classes=500,
-    ),
-    # CPU-sized, as wav2vec2's tiny preset
-    "tiny": dict(
-        conv_layers=[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64, 2, 2)] * 2,
-        hidden_size=128,
-        num_layers=3,
-        num_heads=4,
-        ffn_dim=512,
-        pos_conv_kernel=32,
-        pos_conv_groups=8,
-        layerdrop=0.0,
-        feature_grad_mult=1.0,
-        final_dim=64,
-        mask_length=5,
-        # As wav2vec2's tiny: at this size the feature penalty drives the conv outputs to zero,
-        # and dropout slows a few-hundred-update run (measured: masked-loss drop 19% -> 23%).
-        feature_penalty_weight=0.0,
-        dropout=0.0,
-        attention_dropout=0.0,
-        input_dropout=0.0,
-        feature_dropout=0.0,
-    ),
+    "large": dict(LARGE_BACKBONE, label_rate=50.0, num_classes=500),
+    "tiny": dict(TINY_BACKBONE, final_dim=64),
 }
 
 
 def hubert_config(preset: str = "base", **overrides: Any) -> HubertConfig:
     """A preset (``"tiny"``, ``"base"``, ``"large"``) with field overrides."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown hubert preset {preset!r}; known: {sorted(PRESETS)}")
-    return HubertConfig(**{**PRESETS[preset], **overrides})
+    return get_method("hubert").make_config(preset, **overrides)
 
 
 def hubert_config_for_labels(
     label_dir: str | Path, preset: str = "base", **overrides: Any
 ) -> HubertConfig:
     """A preset whose ``num_classes`` and ``label_rate`` come from ``<label_dir>/labels.yaml``
-    (written by :func:`speechssl.ssl.kmeans.dump_labels`)."""
+    (written by :func:`speechssl.kmeans.dump_labels`)."""
     meta = yaml.safe_load((Path(label_dir) / "labels.yaml").read_text())
     values = {"num_classes": int(meta["clusters"]), "label_rate": float(meta["rate"])}
     return hubert_config(preset, **{**values, **overrides})
@@ -123,7 +126,8 @@ class HubertPretraining(MaskedPretraining):
     -100 at ``cfg.label_rate``, optionally ``label_lengths`` ``(B,)`` and ``utt_ids``.
     """
 
-    family = "hubert"
+    method = "hubert"
+    backbone_cls = Wav2Vec2Model
 
     def __init__(self, cfg: HubertConfig):
         super().__init__(cfg)
@@ -175,18 +179,11 @@ class HubertPretraining(MaskedPretraining):
             embs = F.normalize(self.label_embs_concat.float(), dim=-1, eps=1e-8)
             return proj @ embs.T / self.cfg.logit_temperature
 
-    def forward(self, batch: Any, generator: torch.Generator | None = None):
-        from speechssl.train.protocol import ModelOutput
-
+    def forward(self, batch: Any, generator: torch.Generator | None = None) -> ModelOutput:
         cfg = self.cfg
-        feats, lengths = self.conv_features(batch.wavs, batch.lengths)
-        t = feats.shape[1]
-        valid = length_mask(lengths, t)
-        pen = features_penalty(feats, valid)
-        x, _ = self.backbone.feature_projection(feats)
-        targets = self.frame_targets(batch, lengths, t)
-        mask = self.compute_mask(lengths, t, generator)
-        hidden = self.backbone.encode(x, lengths, mask).last_hidden_state
+        enc = self.encode_masked(batch, generator)
+        targets = self.frame_targets(batch, enc.lengths, enc.mask.shape[1])
+        mask, hidden = enc.mask, enc.hidden
 
         labelled = targets != IGNORE_LABEL
         stats: dict[str, torch.Tensor] = {}
@@ -203,19 +200,23 @@ class HubertPretraining(MaskedPretraining):
         loss = (
             cfg.pred_masked_weight * losses["m"]
             + cfg.pred_nomask_weight * losses["u"]
-            + cfg.feature_penalty_weight * pen * sample_size
+            + cfg.feature_penalty_weight * enc.features_pen * sample_size
         )
-        stats["features_pen"] = pen.detach()
-        stats["mask_fraction"] = mask.sum().float() / valid.sum().clamp(min=1)
+        stats["features_pen"] = enc.features_pen.detach()
+        stats["mask_fraction"] = mask.sum().float() / enc.valid.sum().clamp(min=1)
         return ModelOutput(loss=loss, sample_size=sample_size, stats=stats)
 
 
-def _register() -> None:
-    from speechssl.ssl import register_method
-    from speechssl.ssl.convert_families import register_hubert_family
-
-    register_method("hubert", HubertConfig, HubertPretraining, hubert_config)
-    register_hubert_family()
-
-
-_register()
+register_method(
+    SSLMethod(
+        "hubert",
+        HubertConfig,
+        HubertPretraining,
+        Wav2Vec2Model,
+        PRESETS,
+        hf_model_types=("hubert",),
+        from_hf=hubert_from_hf,
+        fairseq_models=("hubert",),
+        from_fairseq=hubert_from_fairseq,
+    )
+)

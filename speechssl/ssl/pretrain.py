@@ -1,5 +1,5 @@
-"""``speechssl pretrain`` / ``speechssl export``: SSL pretraining of any registered method with the
-one Trainer, and export of the inference-only upstream.
+"""``speechssl pretrain``: SSL pretraining of any registered method with the one Trainer.
+(``speechssl export`` of the inference-only upstream is :func:`speechssl.upstream.export_checkpoint`.)
 
 A pretraining YAML holds values only::
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechssl.config import to_dict
+from speechssl.config import ConfigError, from_dict, load_config, to_dict
 from speechssl.data.dataset import AudioDataset
 from speechssl.ssl import build_model, get_method
 from speechssl.train import Trainer, TrainerConfig
@@ -56,20 +56,42 @@ def label_meta(label_file: str | os.PathLike) -> dict[str, Any]:
     return yaml.safe_load(meta.read_text())
 
 
-def build_pretraining_model(cfg: PretrainConfig, labels: str | os.PathLike | None = None):
-    """The method's model from preset + ``cfg.model``; a label-driven method (HuBERT) takes
+def model_config(cfg: PretrainConfig, labels: str | os.PathLike | None = None, where=None):
+    """The method's config: preset + ``cfg.model``, type-checked (an unknown or mistyped field
+    is a ConfigError naming it and ``where``); a label-driven method (HuBERT) takes
     ``num_classes`` and ``label_rate`` from the labels' ``labels.yaml`` unless set."""
-    method = get_method(cfg.method)
+    method = get_method(cfg.method, f"{where or 'pretrain config'}: method")
     values = dict(cfg.model)
     names = {f.name for f in dataclasses.fields(method.config_cls)}
     if labels is not None and "num_classes" in names:
         meta = label_meta(labels)
         values.setdefault("num_classes", int(meta["clusters"]))
         values.setdefault("label_rate", float(meta["rate"]))
-    if method.make_config is not None:
-        model_cfg = method.make_config(cfg.preset, **values)
-    else:
-        model_cfg = method.config_cls(**values)
+    if cfg.preset not in method.presets:
+        raise ConfigError(
+            f"{where or 'pretrain config'}: preset {cfg.preset!r} is not one of {cfg.method}'s "
+            f"presets {sorted(method.presets)}"
+        )
+    base = from_dict(method.config_cls, method.presets[cfg.preset], f"{cfg.method} preset")
+    return from_dict(
+        method.config_cls, {**dataclasses.asdict(base), **values}, f"{where or 'config'}: model"
+    )
+
+
+def load_pretrain_config(
+    path: str | os.PathLike | None, overrides: list[str] | None = None
+) -> PretrainConfig:
+    """A pretraining YAML + ``--set`` overrides, the ``model`` section checked against the
+    method's config class and its values stored with their types (``1e-1`` -> 0.1)."""
+    cfg = load_config(PretrainConfig, path, overrides)
+    typed = model_config(cfg, where=str(path or "PretrainConfig"))
+    cfg.model = {k: getattr(typed, k) for k in cfg.model}
+    return cfg
+
+
+def build_pretraining_model(cfg: PretrainConfig, labels: str | os.PathLike | None = None):
+    """The method's pretraining model and its config (see :func:`model_config`)."""
+    model_cfg = model_config(cfg, labels)
     return build_model(cfg.method, model_cfg), model_cfg
 
 
@@ -110,10 +132,3 @@ def pretrain(
         model, train_set, cfg.trainer, exp_dir, valid_dataset=valid_set, config=config
     )
     return trainer.train(resume=resume)
-
-
-def export(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write the inference-only upstream (encoder weights + config) of a training checkpoint."""
-    from speechssl.upstream import load_upstream, save_upstream
-
-    return save_upstream(load_upstream(checkpoint).export(), out)

@@ -12,13 +12,13 @@ summed over the S masked frames (``ModelOutput.sample_size = S``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from speechssl.config import from_dict
 from speechssl.kernels.contrastive import (
     contrastive_loss,
     sample_cross_negatives,
@@ -29,11 +29,14 @@ from speechssl.nn.conv_encoder import (
     ConvFeatureEncoder,
     FeatureProjection,
     layer_norm_waveform,
-    length_mask,
 )
 from speechssl.nn.quantizer import GumbelVectorQuantizer
 from speechssl.nn.transformer import TransformerEncoder, TransformerOutput
-from speechssl.ssl.masking import compute_mask_indices, masked_frame_index, step_generator
+from speechssl.ssl import SSLMethod, get_method, register_method
+from speechssl.ssl.convert import wav2vec2_from_fairseq, wav2vec2_from_hf
+from speechssl.ssl.masked import LARGE_BACKBONE, TINY_BACKBONE, MaskedPretraining
+from speechssl.ssl.masking import masked_frame_index
+from speechssl.train.protocol import ModelOutput
 
 
 @dataclass
@@ -95,64 +98,28 @@ PRESETS: dict[str, dict[str, Any]] = {
     "base": {},
     # fairseq wav2vec2_large_librivox
     "large": dict(
-        extractor_mode="layer",
-        conv_bias=True,
-        normalize_waveform=True,
-        feature_grad_mult=1.0,
-        hidden_size=1024,
-        num_layers=24,
-        num_heads=16,
-        ffn_dim=4096,
-        layer_norm_first=True,
-        dropout=0.0,
-        attention_dropout=0.0,
-        input_dropout=0.0,
-        feature_dropout=0.0,
-        layerdrop=0.0,
-        final_dim=768,
-        gumbel_temperature=(2.0, 0.1, 0.999995),
-        feature_penalty_weight=0.0,
+        LARGE_BACKBONE, gumbel_temperature=(2.0, 0.1, 0.999995), feature_penalty_weight=0.0
     ),
-    # CPU-sized (0.76M parameters): on the synthetic corpus, with lr 2e-3, the contrastive loss
-    # leaves chance (log 31) after ~250 updates and accuracy reaches ~0.3-0.5 by ~600.
-    # No feature penalty: at this size even 0.1 drives the conv outputs to zero (dead GELUs)
-    # before the contrastive gradient builds up, and learning never starts (LARGE uses 0 too).
+    # CPU-sized: on the synthetic corpus, with lr 2e-3, the contrastive loss leaves chance
+    # (log 31) after ~250 updates and accuracy reaches ~0.3-0.5 by ~600.
     "tiny": dict(
-        conv_layers=[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64, 2, 2)] * 2,
-        hidden_size=128,
-        num_layers=3,
-        num_heads=4,
-        ffn_dim=512,
-        pos_conv_kernel=32,
-        pos_conv_groups=8,
-        dropout=0.0,
-        attention_dropout=0.0,
-        input_dropout=0.0,
-        feature_dropout=0.0,
-        layerdrop=0.0,
-        feature_grad_mult=1.0,
+        TINY_BACKBONE,
         codebook_groups=2,
         codebook_entries=64,
         final_dim=64,
         gumbel_temperature=(2.0, 0.5, 0.995),
         num_negatives=30,
         mask_prob=0.5,
-        mask_length=5,
-        feature_penalty_weight=0.0,
     ),
 }
 
 
 def wav2vec2_config(preset: str = "base", **overrides: Any) -> Wav2Vec2Config:
     """A preset (``"tiny"``, ``"base"``, ``"large"``) with field overrides."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown wav2vec2 preset {preset!r}; known: {sorted(PRESETS)}")
-    return Wav2Vec2Config(**{**PRESETS[preset], **overrides})
+    return get_method("wav2vec2").make_config(preset, **overrides)
 
 
 def config_from_dict(values: dict[str, Any]) -> Wav2Vec2Config:
-    from speechssl.config import from_dict
-
     return from_dict(Wav2Vec2Config, values, "wav2vec2 config")
 
 
@@ -218,6 +185,14 @@ class Wav2Vec2Model(nn.Module):
     def stride(self) -> int:
         return self.feature_extractor.stride
 
+    @property
+    def num_layers(self) -> int:
+        return self.cfg.num_layers
+
+    @property
+    def hidden_size(self) -> int:
+        return self.cfg.hidden_size
+
     def output_lengths(self, wav_lengths: torch.Tensor) -> torch.Tensor:
         return self.feature_extractor.output_lengths(wav_lengths)
 
@@ -261,19 +236,6 @@ class Wav2Vec2Model(nn.Module):
         return Wav2Vec2Output(out.hidden_states, lengths, out.ffn_outputs)
 
 
-class _GradMultiply(torch.autograd.Function):
-    """Identity forward, gradient times ``scale`` backward (fairseq ``GradMultiply``)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad * ctx.scale, None
-
-
 def _rows_to_batch(
     y: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor, all_valid: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,76 +248,6 @@ def _rows_to_batch(
     return target, codes.new_full((b, t_m, codes.shape[1]), -1).index_put((valid,), codes)
 
 
-class MaskedPretraining(nn.Module):
-    """What wav2vec2, HuBERT and data2vec share: the backbone (``self.backbone``, the part an
-    exported upstream holds), per-step mask generators, and conv features with the gradient
-    scaled by ``feature_grad_mult``."""
-
-    family = "masked"
-
-    def __init__(self, cfg: Wav2Vec2Config):
-        super().__init__()
-        self.cfg = cfg
-        self.backbone = Wav2Vec2Model(cfg)
-        self.num_updates = 0
-        self._micro_batch = 0
-
-    def set_num_updates(self, num_updates: int) -> None:
-        self.num_updates = num_updates
-        self._micro_batch = 0
-
-    def _generator(self) -> torch.Generator:
-        gen = step_generator(self.cfg.seed, self.num_updates, self._micro_batch, self.training)
-        self._micro_batch += 1
-        return gen
-
-    def conv_features(
-        self, wavs: torch.Tensor, wav_lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, T, C)`` conv features (before the LayerNorm) and ``(B,)`` valid frames."""
-        mult = self.cfg.feature_grad_mult
-        if mult <= 0:
-            with torch.no_grad():
-                return self.backbone.extract_features(wavs, wav_lengths)
-        feats, lengths = self.backbone.extract_features(wavs, wav_lengths)
-        if mult != 1.0 and feats.requires_grad:
-            feats = _GradMultiply.apply(feats, mult)
-        return feats, lengths
-
-    def compute_mask(
-        self, lengths: torch.Tensor, num_frames: int, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        cfg = self.cfg
-        mask = compute_mask_indices(
-            lengths.cpu(),
-            num_frames,
-            cfg.mask_prob,
-            cfg.mask_length,
-            generator if generator is not None else self._generator(),
-            cfg.min_masks,
-            cfg.require_same_masks,
-            cfg.mask_dropout,
-        )
-        return mask.to(lengths.device)
-
-    def export_upstream(self) -> dict[str, Any]:
-        """What an exported upstream file holds (see ``speechssl.upstream``)."""
-        from speechssl.upstream import UPSTREAM_FORMAT
-
-        return {
-            "format": UPSTREAM_FORMAT,
-            "family": self.family,
-            "config": dataclasses.asdict(self.cfg),
-            "model": {k: v.detach().cpu() for k, v in self.backbone.state_dict().items()},
-        }
-
-
-def features_penalty(feats: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean squared conv output over valid frames, fp32 (before the feature LayerNorm)."""
-    sq = feats.float().pow(2).mean(-1)
-    return (sq * valid).sum() / valid.sum().clamp(min=1)
-
-
 class Wav2Vec2Pretraining(MaskedPretraining):
     """Masked contrastive pretraining: ``forward(batch) -> ModelOutput``.
 
@@ -364,7 +256,8 @@ class Wav2Vec2Pretraining(MaskedPretraining):
     run draws the same ones; the Gumbel noise and dropout use torch's global RNG.
     """
 
-    family = "wav2vec2"
+    method = "wav2vec2"
+    backbone_cls = Wav2Vec2Model
 
     def __init__(self, cfg: Wav2Vec2Config):
         super().__init__(cfg)
@@ -401,23 +294,17 @@ class Wav2Vec2Pretraining(MaskedPretraining):
     def forward(self, batch: Any, generator: torch.Generator | None = None):
         """batch: ``wavs`` ``(B, S)``, ``lengths`` ``(B,)``. Returns ``ModelOutput`` with the
         loss summed over the S masked frames and ``sample_size`` = S."""
-        from speechssl.train.protocol import ModelOutput
-
         cfg = self.cfg
         gen = generator if generator is not None else self._generator()
-        feats, lengths = self.conv_features(batch.wavs, batch.lengths)
-        frame_valid = length_mask(lengths, feats.shape[1])
-        features_pen = features_penalty(feats, frame_valid)
-        x, normed = self.backbone.feature_projection(feats)
-        mask = self.compute_mask(lengths, feats.shape[1], gen).to(feats.device)
-        hidden = self.backbone.encode(x, lengths, mask).last_hidden_state
+        enc = self.encode_masked(batch, gen)
+        mask, hidden, feats = enc.mask, enc.hidden, enc.feats
 
         # predictions and targets of the masked frames, (B, T_m, final_dim)
         index, valid = masked_frame_index(mask)
         pred = self.final_proj(
             hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[2]))
         )
-        q = self.quantizer(self.feature_dropout(normed)[mask])  # targets: unmasked features
+        q = self.quantizer(self.feature_dropout(enc.normed)[mask])  # targets: unmasked features
         all_valid = bool(valid.all())
         target, codes = _rows_to_batch(self.project_q(q.quantized), q.codes, valid, all_valid)
 
@@ -442,27 +329,33 @@ class Wav2Vec2Pretraining(MaskedPretraining):
         loss = (
             out.loss
             + cfg.diversity_weight * diversity * sample_size
-            + cfg.feature_penalty_weight * features_pen * sample_size
+            + cfg.feature_penalty_weight * enc.features_pen * sample_size
         )
         stats = {
             "contrastive": out.loss.detach() / sample_size,
             "diversity": diversity.detach(),
-            "features_pen": features_pen.detach(),
+            "features_pen": enc.features_pen.detach(),
             "accuracy": out.num_correct.float() / sample_size,
             "code_perplexity": q.code_perplexity.detach(),
             "prob_perplexity": q.prob_perplexity.detach(),
             "temperature": q.temperature,
             "codes_used": q.entries_used.float(),
             "code_usage": q.entries_used.float() / num_vars,
-            "mask_fraction": mask.sum().float() / frame_valid.sum(),
+            "mask_fraction": mask.sum().float() / enc.valid.sum(),
         }
         return ModelOutput(loss=loss, sample_size=sample_size, stats=stats)
 
 
-def _register() -> None:
-    from speechssl.ssl import register_method
-
-    register_method("wav2vec2", Wav2Vec2Config, Wav2Vec2Pretraining, wav2vec2_config)
-
-
-_register()
+register_method(
+    SSLMethod(
+        "wav2vec2",
+        Wav2Vec2Config,
+        Wav2Vec2Pretraining,
+        Wav2Vec2Model,
+        PRESETS,
+        hf_model_types=("wav2vec2",),
+        from_hf=wav2vec2_from_hf,
+        fairseq_models=("wav2vec2",),
+        from_fairseq=wav2vec2_from_fairseq,
+    )
+)

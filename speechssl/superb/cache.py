@@ -30,14 +30,16 @@ import numpy as np
 import torch
 
 from speechssl.data.dataset import AudioDataset, LengthBucketSampler, collate
-from speechssl.data.kaldi import DataDir, atomic_write_text, is_pipe
+from speechssl.data.kaldi import DataDir, is_pipe
+from speechssl.errors import SpeechSSLError
+from speechssl.io import atomic_save_numpy, atomic_write_text
 from speechssl.upstream import FbankUpstream, Upstream
 
 CACHE_VERSION = 1
 INDEX = "index.json"
 
 
-class CacheError(RuntimeError):
+class CacheError(SpeechSSLError, RuntimeError):
     """A cache entry cannot be used; the message names it and says what to do."""
 
 
@@ -179,10 +181,7 @@ class CachedHiddenStates:
 
 def _write_shard(folder: Path, number: int, arrays: list[np.ndarray]) -> tuple[str, int]:
     name = f"shard-{number:05d}.npy"
-    tmp = folder / f".{name}.tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, np.concatenate(arrays, axis=0))
-    os.replace(tmp, folder / name)
+    atomic_save_numpy(folder / name, np.concatenate(arrays, axis=0))
     return name, sum(a.shape[0] for a in arrays)
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from speechssl.data.kaldi import atomic_write_text
+from speechssl.io import atomic_write_text
 
 
 class Featurizer(nn.Module):

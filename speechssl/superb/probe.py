@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from torch.utils.data import WeightedRandomSampler
 
 from speechssl.data.audio import SAMPLE_RATE
 from speechssl.data.dataset import AudioDataset, LengthBucketSampler, collate
-from speechssl.data.kaldi import atomic_write_text
+from speechssl.io import atomic_torch_save, atomic_write_text
 from speechssl.superb.cache import CachedHiddenStates
 from speechssl.superb.featurizer import Featurizer
 from speechssl.superb.tasks.base import ProbeBatch, Task
@@ -245,12 +244,6 @@ def _optimizer(task: Task, params: list, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"task {task.name}: unknown optimizer {kind!r} (adam or adamw)")
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train_probe(
     task: Task,
     splits: dict[str, Split],
@@ -310,7 +303,7 @@ def train_probe(
     for key, module in modules.items():
         module.load_state_dict(best_state[key])
     test = evaluate(task, head, featurizer, splits["test"], config.batch_size)
-    _save_checkpoint(out_dir / "best.pt", {"task": task.name, "step": best_step, **best_state})
+    atomic_torch_save({"task": task.name, "step": best_step, **best_state}, out_dir / "best.pt")
     if initial is not None:
         upstream.load_state_dict(initial)
         upstream.eval()

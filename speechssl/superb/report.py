@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from speechssl.data.kaldi import atomic_write_text
+from speechssl.io import atomic_path, atomic_write_text
 
 COLUMNS = (
     "task",
@@ -138,13 +138,12 @@ def plot(summaries: list[dict], path: Path) -> Path:
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Save a matplotlib figure as PNG atomically (temp file + rename) and close it."""
+    """Save a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

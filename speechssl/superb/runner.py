@@ -20,7 +20,6 @@ killed sweep resumes where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -30,13 +29,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-import yaml
 
-from speechssl.data.kaldi import DataDirError, atomic_write_text
+from speechssl.data.kaldi import DataDirError
+from speechssl.errors import SpeechSSLError
+from speechssl.io import atomic_write_text
 from speechssl.superb.cache import (
-    CacheError,
     CacheStats,
     cached_hidden_states,
     upstream_identity,
@@ -44,15 +44,46 @@ from speechssl.superb.cache import (
 from speechssl.superb.probe import CachedSource, LiveSource, ProbeConfig, Split, train_probe
 from speechssl.superb.report import upstream_name
 from speechssl.superb.tasks import TASKS, Task, get_task
-from speechssl.upstream import Upstream, UpstreamError, load_upstream
+from speechssl.upstream import Upstream, load_upstream
 
 LR_EXPONENTS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # default sweep: default_lr x 10^e
 # ``--set TASK.KEY=VALUE`` keys that set the probe of one task rather than its constructor
 PROBE_SETTINGS = ("steps", "eval_every", "batch_size", "normalize", "lrs")
 
 
-class SuperbError(ValueError):
+class SuperbError(SpeechSSLError, ValueError):
     """Bad input to the runner (unknown task, missing data dir); the message names it."""
+
+
+@dataclass
+class SuperbConfig:
+    """How to probe (``speechssl superb --config FILE --set KEY=VALUE`` through
+    :func:`speechssl.config.load_config`; the command's options override the file)."""
+
+    lrs: list[float] | None = None  # the sweep (default: lr_grid of each task's protocol lr)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int | None = None  # optimizer updates per run (default: the protocol's)
+    eval_every: int | None = None  # dev evaluation interval (default: steps / 10, <= 5000)
+    batch_size: int | None = None  # utterances per update (default: the protocol's)
+    layer: int | None = None  # probe one hidden state instead of the weighted sum
+    normalize: bool = False  # layer-norm each hidden state before the sum
+    finetune: bool = False  # train the upstream too (no cache)
+    use_cache: bool = True  # False: run the upstream on every batch
+    device: str | None = None  # default: cuda if available
+    name: str | None = None  # the upstream's name in exp/ and the report (default: from spec)
+    cache_dir: str | None = None  # hidden-state cache (default: <exp>/cache)
+    upstream_id: str | None = None  # cache key of an Upstream object (default: weights hash)
+    report: bool = True  # write <exp>/results.{md,csv,png}
+    # per task: its constructor's keywords and probe settings (PROBE_SETTINGS) over the ones
+    # above, e.g. {"asr": {"hidden_size": 64, "steps": 1500, "lrs": [3e-3, 1e-2]}}
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.lrs is not None and not all(math.isfinite(v) and v > 0 for v in self.lrs):
+            raise ValueError(f"lrs: learning rates must be positive numbers, found {self.lrs}")
+        unknown = sorted(set(self.task_options) - set(TASKS))
+        if unknown:
+            raise ValueError(f"task_options: unknown task(s) {unknown}; tasks: {', '.join(TASKS)}")
 
 
 def lr_grid(default_lr: float, exponents: Sequence[float] = LR_EXPONENTS) -> list[float]:
@@ -189,10 +220,10 @@ class _Features:
 def split_task_options(
     task_options: dict[str, dict],
 ) -> tuple[dict[str, dict], dict[str, dict]]:
-    """``--set`` values -> (task constructor options, per-task probe settings): ``steps``,
-    ``eval_every``, ``batch_size`` (positive integers), ``normalize`` (bool) and ``lrs`` (a list
-    of positive numbers) override the command-line values for that task only, e.g. an ASR
-    probe that needs more updates than KS."""
+    """``SuperbConfig.task_options`` -> (task constructor options, per-task probe settings):
+    ``steps``, ``eval_every``, ``batch_size`` (positive integers), ``normalize`` (bool) and
+    ``lrs`` (a list of positive numbers) override the top-level values for that task only, e.g.
+    an ASR probe that needs more updates than KS."""
     constructor: dict[str, dict] = {}
     probe: dict[str, dict] = {}
     for task, options in task_options.items():
@@ -268,74 +299,55 @@ def _sweep(
 
 
 def run_superb(
+    cfg: SuperbConfig,
     upstream_spec: str | Path | Upstream,
     tasks: Sequence[str | Task],
     data: str | Path,
     exp: str | Path,
-    lrs: Sequence[float] | None = None,
-    seeds: Sequence[int] = (0,),
-    steps: int | None = None,
-    eval_every: int | None = None,
-    batch_size: int | None = None,
-    layer: int | None = None,
-    normalize: bool = False,
-    finetune: bool = False,
-    use_cache: bool = True,
-    device: str | None = None,
-    name: str | None = None,
-    cache_dir: str | Path | None = None,
-    task_options: dict[str, dict] | None = None,
-    upstream_id: str | None = None,
-    report: bool = True,
 ) -> list[dict]:
     """Probe one upstream on ``tasks``; returns one summary per task (also written to
-    ``<exp>/<name>/<task>/summary.json``) and, with ``report``, writes ``<exp>/results.*``.
+    ``<exp>/<name>/<task>/summary.json``) and, with ``cfg.report``, writes ``<exp>/results.*``.
 
     ``upstream_spec``: anything :func:`speechssl.upstream.load_upstream` reads, or an
-    ``Upstream`` object (then give ``name``; ``upstream_id`` defaults to a hash of its weights).
-    ``tasks``: names (``"pr"``, ...) or Task objects. ``lrs``: the sweep (default:
-    :func:`lr_grid` of each task's protocol lr). ``steps``: optimizer updates per run (default:
-    the protocol's); ``eval_every``: dev evaluation interval (default: a tenth of the steps, at
-    most 5000). ``layer``: probe one hidden state instead of the weighted sum. ``finetune``:
-    train the upstream too (no cache). ``task_options``: keyword arguments of each task's
-    constructor, e.g. ``{"asr": {"hidden_size": 64}}``, and per-task probe settings
-    (:data:`PROBE_SETTINGS`, e.g. ``{"asr": {"steps": 1500}}``) that override the arguments.
+    ``Upstream`` object (then give ``cfg.name``; ``cfg.upstream_id`` defaults to a hash of its
+    weights). ``tasks``: names (``"pr"``, ...) or Task objects. ``data``: the corpus root.
     """
     data, exp = Path(data), Path(exp)
     if not data.is_dir():
         raise SuperbError(f"--data {data}: no such folder (give the corpus root)")
-    constructor_options, probe_settings = split_task_options(task_options or {})
+    constructor_options, probe_settings = split_task_options(cfg.task_options)
     task_objs = _build_tasks(tasks, constructor_options)
     folds_by_task = {task.name: check_task_data(task, data) for task in task_objs}
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise SuperbError(f"--device {device}: no CUDA device here; use --device cpu")
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
 
     if isinstance(upstream_spec, Upstream):
         upstream, spec = upstream_spec.to(device).eval(), None
-        name = name or type(upstream).__name__.lower()
+        name = cfg.name or type(upstream).__name__.lower()
     else:
         upstream, spec = load_upstream(upstream_spec, device=device), upstream_spec
-        name = name or upstream_name(spec)
+        name = cfg.name or upstream_name(spec)
     upstream_info = {
         "upstream": name,
         "upstream_spec": str(spec) if spec is not None else name,
         "upstream_params": sum(p.numel() for p in upstream.parameters()),
     }
     for p in upstream.parameters():
-        p.requires_grad_(finetune)
-    if finetune:  # as s3prl: no LayerDrop while fine-tuning under the weighted sum
+        p.requires_grad_(cfg.finetune)
+    if cfg.finetune:  # as s3prl: no LayerDrop while fine-tuning under the weighted sum
         for module in upstream.modules():
             if hasattr(module, "layerdrop"):
                 module.layerdrop = 0.0
     num_states = _num_hidden_states(upstream, device)
+    layer = cfg.layer
     if layer is not None and not -num_states <= layer < num_states:
         raise SuperbError(f"--layer {layer}: the upstream has {num_states} hidden states")
-    live = finetune or not use_cache
+    live = cfg.finetune or not cfg.use_cache
     features = _Features(
-        upstream, spec, upstream_id, device, live,
-        cache_root=Path(cache_dir) if cache_dir else exp / "cache",
+        upstream, spec, cfg.upstream_id, device, live,
+        cache_root=Path(cfg.cache_dir) if cfg.cache_dir else exp / "cache",
         cache_layers=None if layer is None or live else [layer % num_states],
     )  # fmt: skip
     summaries = []
@@ -343,23 +355,24 @@ def run_superb(
         task_dir = exp / name / task.name
         log = _Log(task_dir / "log.txt", f"[{name} {task.name}] ")
         own = probe_settings.get(task.name, {})
-        task_lrs = own.get("lrs") or (list(lrs) if lrs else lr_grid(task.default_lr))
-        task_steps = own.get("steps") or steps or task.default_steps
+        task_lrs = own.get("lrs") or cfg.lrs or lr_grid(task.default_lr)
+        task_steps = own.get("steps") or cfg.steps or task.default_steps
+        every = own.get("eval_every") or cfg.eval_every or max(1, min(5000, task_steps // 10))
         config = dict(
             steps=task_steps,
-            eval_every=own.get("eval_every") or eval_every or max(1, min(5000, task_steps // 10)),
-            batch_size=own.get("batch_size") or batch_size or task.batch_size,
+            eval_every=every,
+            batch_size=own.get("batch_size") or cfg.batch_size or task.batch_size,
             layer=layer if live else None,  # the cache holds the one layer already
-            normalize=own.get("normalize", normalize),
-            finetune=finetune,
+            normalize=own.get("normalize", cfg.normalize),
+            finetune=cfg.finetune,
         )
         log(
-            f"lrs {task_lrs}, seeds {list(seeds)}, {task_steps} steps, batch "
+            f"lrs {task_lrs}, seeds {list(cfg.seeds)}, {task_steps} steps, batch "
             f"{config['batch_size']}{', layer-normed' if config['normalize'] else ''}, "
             f"device {device}"
         )
         folds = folds_by_task[task.name]
-        runs, chances = _sweep(task, folds, features, task_dir, task_lrs, seeds, config, log)
+        runs, chances = _sweep(task, folds, features, task_dir, task_lrs, cfg.seeds, config, log)
         summary = summarize(task, runs, upstream_info, statistics.fmean(chances))
         atomic_write_text(task_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
         log(
@@ -368,126 +381,8 @@ def run_superb(
         )
         summaries.append(summary)
     _Log(exp / name / "log.txt")(str(features.stats))
-    if report:
+    if cfg.report:
         from speechssl.superb.report import write_report
 
         write_report(exp)
     return summaries
-
-
-# ---------------------------------------------------------------------------------------------
-# command line
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-    if not values or not all(math.isfinite(v) and v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"learning rates must be positive numbers, got {text!r}")
-    return values
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
-def _task_options(items: list[str] | None) -> dict[str, dict]:
-    options: dict[str, dict] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        task, dot, option = key.partition(".")
-        if not (sep and dot and option):
-            raise SuperbError(
-                f"--set {item!r}: expected TASK.OPTION=VALUE, e.g. asr.hidden_size=64"
-            )
-        options.setdefault(task, {})[option] = yaml.safe_load(value)
-    return options
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one "error:" line, exit 1 (not argparse's 2)
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(1)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="speechssl superb",
-        description="SUPERB-style probing of a frozen upstream: lr sweep, seeds, dev selection.",
-    )
-    p.add_argument("--upstream", required=True,
-                   help="fbank | fbank_no_cmvn | speechssl checkpoint or exported upstream | "
-                   "HF model folder | fairseq-format .pt")  # fmt: skip
-    p.add_argument("--task", required=True, help=f"comma-separated: {','.join(TASKS)}")
-    p.add_argument("--data", required=True, help="corpus root (e.g. egs/synth/data)")
-    p.add_argument("--exp", required=True, help="experiment folder")
-    p.add_argument("--lrs", type=_floats, help="learning rates (default: 5-point log grid)")
-    p.add_argument("--seeds", type=_ints, default=[0], help="seeds (default: 0)")
-    p.add_argument("--steps", type=int, help="optimizer updates per run (default: protocol)")
-    p.add_argument("--eval-every", type=int, help="dev evaluation interval in updates")
-    p.add_argument("--batch-size", type=int, help="utterances per update (default: protocol)")
-    p.add_argument("--layer", type=int, help="probe one hidden state (no weighted sum)")
-    p.add_argument("--normalize", action="store_true", help="layer-norm before the sum")
-    p.add_argument("--finetune", action="store_true", help="train the upstream too (no cache)")
-    p.add_argument("--no-cache", action="store_true", help="run the upstream on every batch")
-    p.add_argument("--device", help="cpu | cuda (default: cuda if available)")
-    p.add_argument("--name", help="upstream name in exp/ and the report (default: from spec)")
-    p.add_argument("--cache-dir", help="hidden-state cache (default: <exp>/cache)")
-    p.add_argument("--set", action="append", metavar="TASK.OPTION=VALUE",
-                   help="task option, e.g. asr.hidden_size=64 asr.lm=lm.arpa, or a probe "
-                   "setting of one task: asr.steps=1500 asr.lrs=[3e-3,1e-2] asr.normalize=true "
-                   "asr.eval_every asr.batch_size")  # fmt: skip
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
-    for value, flag in ((args.steps, "--steps"), (args.eval_every, "--eval-every"),
-                        (args.batch_size, "--batch-size")):  # fmt: skip
-        if value is not None and value < 1:
-            print(f"error: {flag} must be >= 1, got {value}", file=sys.stderr)
-            return 1
-    try:
-        summaries = run_superb(
-            args.upstream,
-            tasks,
-            args.data,
-            args.exp,
-            lrs=args.lrs,
-            seeds=args.seeds,
-            steps=args.steps,
-            eval_every=args.eval_every,
-            batch_size=args.batch_size,
-            layer=args.layer,
-            normalize=args.normalize,
-            finetune=args.finetune,
-            use_cache=not args.no_cache,
-            device=args.device,
-            name=args.name,
-            cache_dir=args.cache_dir,
-            task_options=_task_options(args.set),
-        )
-    except (SuperbError, UpstreamError, CacheError, DataDirError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for s in summaries:
-        print(f"{s['upstream']} {s['task']} {s['metric']} {s['mean']:.2f} ± {s['std']:.2f} "
-              f"(dev lr {s['dev_lr']:.2e}, seeds {s['seeds']})")  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

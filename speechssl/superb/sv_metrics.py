@@ -24,10 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from speechssl.errors import SpeechSSLError
+
 P_TARGET = 0.01  # minDCF prior (NIST SRE 2008-10 / VoxCeleb1 convention, speechbrain's default)
 
 
-class TrialsError(ValueError):
+class TrialsError(SpeechSSLError, ValueError):
     """A trial list is malformed or names unknown utterances; the message names file and line."""
 
 

@@ -16,11 +16,12 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
+
+from speechssl.io import atomic_path, atomic_torch_save
 
 CHECKPOINT_FORMAT = "speechssl-checkpoint-v1"
 LAST = "last.pt"
@@ -44,21 +45,6 @@ def numbered_checkpoints(folder: str | os.PathLike) -> list[tuple[int, Path]]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NUMBERED.match(p.name))]
     return sorted(found)
-
-
-def _atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then rename it over
-    ``path``: readers (and a run killed mid-write) never see a partial file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_plain(value: object, where: str = "config") -> None:
@@ -86,8 +72,9 @@ def save_checkpoint(state: dict, folder: str | os.PathLike, keep_last: int | Non
     folder.mkdir(parents=True, exist_ok=True)
     state = {"format": CHECKPOINT_FORMAT, **state}
     path = folder / f"ckpt-{int(state['num_updates'])}.pt"
-    _atomic(path, lambda tmp: torch.save(state, tmp))
-    _atomic(folder / LAST, lambda tmp: _link_or_copy(path, Path(tmp)))
+    atomic_torch_save(state, path)
+    with atomic_path(folder / LAST) as tmp:
+        _link_or_copy(path, tmp)
     if keep_last is not None:
         for _, old in numbered_checkpoints(folder)[:-keep_last]:
             old.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from speechssl.data.kaldi import atomic_write_text
+from speechssl.io import atomic_write_text
 
 log = logging.getLogger("speechssl.train")
 

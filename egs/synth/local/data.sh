@@ -32,5 +32,5 @@ args=(--out "$out" --seed "$seed" --scale "$scale" --nj "$nj" --snrs "$snrs" --s
 [ -z "$voices" ] || args+=(--voices "$voices")
 
 log "rendering the synthetic corpus into $out (seed=$seed scale=$scale nj=$nj)"
-"$python" -m speechssl.data.synth "${args[@]}"
+"$python" -m speechssl.cli synth "${args[@]}"
 log "corpus ready in $out"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,13 +23,15 @@ from pathlib import Path
 import soundfile as sf
 
 from speechssl.data.audio import SAMPLE_RATE
-from speechssl.data.kaldi import atomic_write_text, c_sorted, write_data_dir
+from speechssl.data.kaldi import c_sorted, write_data_dir
+from speechssl.errors import SpeechSSLError
+from speechssl.io import atomic_path, atomic_write_text
 
 # Per-utterance label tables whose class counts go into a split's summary.
 LABEL_TABLES = ("utt2keyword", "utt2emotion", "utt2intent")
 
 
-class CorpusError(RuntimeError):
+class CorpusError(SpeechSSLError, RuntimeError):
     """The corpus on disk is missing a part or is malformed; the message names the file or
     folder and says what to download (with its URL) or fix."""
 
@@ -143,18 +144,11 @@ def write_trials(path: Path, trials: Iterable[tuple[str, str, bool]]) -> int:
 def write_lines(path: Path, lines: Iterable[str]) -> int:
     """Stream ``lines`` into ``path`` through a temp file and a rename (for texts too large to
     hold in memory, e.g. the LibriSpeech LM corpus); returns the number of lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line + "\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        for line in lines:
+            f.write(line + "\n")
+            count += 1
     return count
 
 

@@ -41,7 +41,7 @@ from speechssl.data.corpora.corpus import (
     visible,
     write_split,
 )
-from speechssl.data.kaldi import remove_stale_temp_files
+from speechssl.io import remove_stale_temp_files
 
 CORPUS = "Speech Commands v0.01"
 URL = "http://download.tensorflow.org/data/speech_commands_v0.01.tar.gz"

@@ -37,8 +37,8 @@ from speechssl.data.corpora.corpus import (
     visible,
     write_split,
 )
-from speechssl.data.kaldi import remove_stale_temp_files
 from speechssl.data.text import normalize_text
+from speechssl.io import remove_stale_temp_files
 
 CORPUS = "VoiceBank-DEMAND"
 URL = "https://datashare.ed.ac.uk/handle/10283/2791"

@@ -1,7 +1,7 @@
 """The embedded synthetic corpus: real synthetic speech (espeak-ng, flite) for every task.
 
 See ``README.md`` beside this file. Entry points: :func:`build_corpus` and
-``python -m speechssl.data.synth`` (:func:`speechssl.data.synth.cli.main`).
+``speechssl synth`` (:mod:`speechssl.commands.synth`).
 """
 
 from speechssl.data.synth.corpus import DEFAULT_SNRS, SUBSETS, build_corpus, format_summary

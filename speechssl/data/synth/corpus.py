@@ -29,13 +29,14 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from speechssl.data.kaldi import atomic_write_text, remove_stale_temp_files, write_data_dir
+from speechssl.data.kaldi import write_data_dir
 from speechssl.data.synth import tasks
 from speechssl.data.synth.grammar import Grammar
 from speechssl.data.synth.render import Rendered, UttSpec, render_utterance, wav_path
 from speechssl.data.synth.sizes import sizes_for_scale
 from speechssl.data.synth.synthesizer import SAMPLE_RATE, check_voice
 from speechssl.data.synth.voices import Voice, default_voices, write_voices
+from speechssl.io import atomic_write_text, remove_stale_temp_files
 
 SUBSETS = ("asr", "phones", "keywords", "intents", "speakers", "prosody", "noisy")
 DEFAULT_SNRS = (0.0, 5.0, 10.0, 15.0)

@@ -20,12 +20,13 @@ import soundfile as sf
 
 from speechssl.data.audio import resample_audio
 from speechssl.data.synth.voices import Voice
+from speechssl.errors import SpeechSSLError
 
 SAMPLE_RATE = 16000
 TIMEOUT_S = 60.0
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(SpeechSSLError, RuntimeError):
     """A synthesizer failed; the message names the voice and the text."""
 
 

@@ -27,7 +27,8 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from speechssl.data.kaldi import atomic_write_text
+from speechssl.errors import SpeechSSLError
+from speechssl.io import atomic_write_text
 
 ENGINES = ("espeak", "flite")
 
@@ -56,7 +57,7 @@ FLITE_DEFAULT_F0 = {"kal16": 105, "awb": 130, "rms": 100, "slt": 170}
 _ID_RE = re.compile(r"^(espeak|flite)-([a-z0-9-]+?)(?:-([a-z0-9]+))?-p(\d+)-r(\d+)(?:-a(\d+))?$")
 
 
-class VoiceError(ValueError):
+class VoiceError(SpeechSSLError, ValueError):
     """A voice id or voices file is malformed."""
 
 

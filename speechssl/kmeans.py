@@ -16,18 +16,13 @@ Files (``km_dir`` is e.g. ``<exp>/hubert_iter1/kmeans``, ``label_dir`` ``<exp>/h
 Fairseq feeds float samples in [-1, 1] to Kaldi MFCC; ``compute_features`` scales them to the
 int16 range first, which adds a constant to c0 only, so clusters (and labels) are the same.
 
-Labels at rate R_l meet model frames at rate R_f through ``align_labels``: frame t takes label
-``floor(t * R_l / R_f)`` (fairseq's ``feat2tar_ratio``; 2 for 100 Hz MFCC labels, 50 Hz frames),
-after checking the two lengths describe the same audio (within ``tolerance_s``).
+HuBERT meets the labels with its frames through :func:`speechssl.ssl.hubert.align_labels`.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -36,17 +31,13 @@ import numpy as np
 import torch
 import yaml
 
-from speechssl.data.audio import AudioError
-from speechssl.data.dataset import IGNORE_LABEL
-from speechssl.data.kaldi import DataDir, DataDirError, atomic_write_text, read_table, write_table
+from speechssl.data.kaldi import DataDir, DataDirError, read_table, write_table
 from speechssl.features import FeatureConfig, compute_features
+from speechssl.io import atomic_save_numpy, atomic_write_text
+from speechssl.upstream import load_upstream
 
 MFCC_CONFIG = FeatureConfig(kind="mfcc", deltas=True)
 MFCC_RATE = 1000.0 / MFCC_CONFIG.frame_shift_ms  # 100 Hz
-
-
-class LabelAlignmentError(ValueError):
-    """Labels and model frames of an utterance describe audio of different lengths."""
 
 
 @dataclass
@@ -79,8 +70,6 @@ class FeatureReader:
         self.upstream = upstream
         self.rate = MFCC_RATE
         if cfg.feature == "upstream" and upstream is None:
-            from speechssl.upstream import load_upstream
-
             self.upstream = load_upstream(cfg.upstream)
         if self.upstream is not None:
             self.upstream.eval().to(cfg.device)
@@ -127,18 +116,6 @@ def _read_features(
     return feats
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def fit_kmeans(
     data_dir: str | os.PathLike,
     km_dir: str | os.PathLike,
@@ -177,7 +154,7 @@ def fit_kmeans(
     feats = torch.from_numpy(x)
     dist = _squared_distances(feats, centroids).min(dim=1).values
     km_dir = Path(km_dir)
-    _atomic_save_npy(km_dir / "centroids.npy", centroids.numpy())
+    atomic_save_numpy(km_dir / "centroids.npy", centroids.numpy())
     info = asdict(cfg) | {
         "dim": int(x.shape[1]),
         "rate": reader.rate,
@@ -306,94 +283,3 @@ def read_labels(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         utt: torch.tensor([int(v) for v in value.split()], dtype=torch.long)
         for utt, value in read_table(path).items()
     }
-
-
-def align_labels(
-    labels: torch.Tensor,
-    label_rate: float,
-    num_frames: int,
-    frame_rate: float,
-    utt: str = "?",
-    tolerance_s: float = 0.1,
-) -> torch.Tensor:
-    """Labels of the model's frames: frame t takes ``labels[floor(t * label_rate / frame_rate)]``.
-
-    Args:
-        labels: ``(L,)`` labels of one utterance at ``label_rate`` Hz.
-        num_frames: model frames at ``frame_rate`` Hz.
-    Returns:
-        ``(num_frames,)`` long; frames past the last label get -100 (ignored by the loss).
-    Raises:
-        LabelAlignmentError naming ``utt`` if the two durations differ by more than
-        ``tolerance_s`` (fairseq's dataset allows 0.1 s).
-    """
-    labels_s, frames_s = len(labels) / label_rate, num_frames / frame_rate
-    if abs(labels_s - frames_s) > tolerance_s:
-        raise LabelAlignmentError(
-            f"utterance '{utt}': {len(labels)} labels at {label_rate:g} Hz ({labels_s:.2f} s) but "
-            f"{num_frames} model frames at {frame_rate:g} Hz ({frames_s:.2f} s); the labels were "
-            "made from other audio or at another rate (check labels.yaml), dump them again"
-        )
-    idx = (torch.arange(num_frames, dtype=torch.float64) * (label_rate / frame_rate)).long()
-    out = torch.full((num_frames,), IGNORE_LABEL, dtype=torch.long)
-    ok = idx < len(labels)
-    out[ok] = labels.to(torch.long)[idx[ok]]
-    return out
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="speechssl kmeans", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    fit = sub.add_parser("fit", help="fit k-means on a sample of a data dir")
-    fit.add_argument("data_dir")
-    fit.add_argument("km_dir")
-    for f in fields(KmeansConfig):
-        kind = int if "int" in f.type else float if "float" in f.type else str
-        fit.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
-    dump = sub.add_parser("dump", help="dump labels of (a shard of) a data dir")
-    dump.add_argument("data_dir")
-    dump.add_argument("km_dir")
-    dump.add_argument("label_dir")
-    dump.add_argument("--name", default=None, help="label set name (default: data dir name)")
-    dump.add_argument("--job", type=int, default=1)
-    dump.add_argument("--nj", type=int, default=1)
-    dump.add_argument("--device", default=None, help="where the upstream runs (cpu, cuda)")
-    merge = sub.add_parser("merge", help="join the shards of a sharded dump")
-    merge.add_argument("km_dir")
-    merge.add_argument("label_dir")
-    merge.add_argument("--name", required=True)
-    merge.add_argument("--nj", type=int, required=True)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``speechssl kmeans fit|dump|merge ...``; bad input ends in one ``error:`` line (exit 1)."""
-    args = _parser().parse_args(argv)
-    try:
-        _run(args)
-    except (AudioError, DataDirError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _run(args: argparse.Namespace) -> None:
-    if args.command == "fit":
-        values = {f.name: getattr(args, f.name) for f in fields(KmeansConfig)}
-        fit_kmeans(args.data_dir, args.km_dir, KmeansConfig(**values))
-    elif args.command == "dump":
-        dump_labels(
-            args.data_dir,
-            args.km_dir,
-            args.label_dir,
-            args.name,
-            args.job,
-            args.nj,
-            device=args.device,
-        )
-    else:
-        merge_labels(args.label_dir, args.name, args.nj, args.km_dir)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

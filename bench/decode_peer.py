@@ -1,6 +1,8 @@
 """Reference material for checking the decoder: a pyctcdecode peer and simulated emissions.
 
-Used by ``tests/test_decode.py`` and ``bench/decode.py``.
+Used by ``tests/test_decode.py`` and ``bench/decode.py`` (bench code, not part of the package:
+``bench/decode.py`` imports it from its own folder, ``tests/conftest.py`` puts ``bench/`` on
+``sys.path``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,0 @@
-import sys
-
-from speechssl.data.corpora import main
-
-sys.exit(main())

@@ -1,5 +1,0 @@
-import sys
-
-from speechssl.data.synth.cli import main
-
-sys.exit(main())
