@@ -451,9 +451,9 @@ def test_recipe_data_stage(tmp_path):
     ],  # fmt: skip
 )
 def test_recipes_parse_their_options(corpus):
-    for script in ("run.sh", "local/data.sh"):
+    for script in (ROOT / "egs" / corpus / "run.sh", ROOT / "recipes" / "corpus.sh"):
         proc = subprocess.run(
-            ["bash", str(ROOT / "egs" / corpus / script), "--help"],
+            ["bash", str(script), "--help"],
             capture_output=True,
             text=True,
             timeout=30,

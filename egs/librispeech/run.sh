@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# SUPERB phone recognition (PR) and ASR on LibriSpeech:
-# data dirs (local/data.sh) -> SUPERB probing of a frozen upstream (recipes/superb.sh).
+# SUPERB phone recognition (PR) and ASR on LibriSpeech: data dirs -> SUPERB probing of a frozen
+# upstream, both by recipes/corpus.sh. Stage 1 writes <data>/asr/{train_labeled,dev,test} (text;
+# train-clean-100, dev-clean, test-clean), <data>/asr/lm_text.txt and <data>/phones/{train,dev,test}
+# (utt2phones from a lexicon), then validates them; see speechssl/data/corpora/librispeech.py.
 # Every stage is guarded by a .done marker and safe to rerun. Set LIBRISPEECH in db.sh first.
 #
 #   bash egs/librispeech/run.sh                                # data dirs, then SUPERB with FBANK
 #   bash egs/librispeech/run.sh --stage 2 --upstream ../synth/exp/ssl/wav2vec2_tiny/upstream.pt
+# shellcheck source-path=SCRIPTDIR disable=SC2155  # readonly X=$(...): a plain X= would be an option
 set -euo pipefail
 readonly RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly SPEECHSSL_ROOT=$(cd "$RECIPE_DIR/../.." && pwd)
+# shellcheck source=db.sh
 . "$RECIPE_DIR/db.sh"
 
 # Options (each can be given as --name value; --foo-bar is the same as --foo_bar).
@@ -24,37 +28,18 @@ lm_text=""            # extra LM sentences, e.g. librispeech-lm-norm.txt.gz
 unlabeled_subsets=""  # comma-separated subsets for asr/train_unlabeled, e.g. train-clean-360
 
 help_message="Usage: $0 [options]
-Stages: 1 data dirs (local/data.sh: <data>/asr/{train_labeled,dev,test} + asr/lm_text.txt, <data>/phones/{train,dev,test}),
-        2 SUPERB pr,asr (recipes/superb.sh)."
+Stages (recipes/corpus.sh): 1 data dirs (<data>/asr/{train_labeled,dev,test} + asr/lm_text.txt,
+        <data>/phones/{train,dev,test}), 2 SUPERB pr,asr (recipes/superb.sh)."
 
+# shellcheck source=../../recipes/lib/common.sh
 . "$SPEECHSSL_ROOT/recipes/lib/common.sh"
+# shellcheck source=../../recipes/lib/parse_options.sh
 . "$SPEECHSSL_ROOT/recipes/lib/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
-# a relative --corpus is taken from where run.sh was started; everything else is relative to
-# the recipe folder
-if [ -n "$corpus" ] && [ -d "$corpus" ]; then corpus=$(cd "$corpus" && pwd); fi
-cd "$RECIPE_DIR"
-. "$SPEECHSSL_ROOT/tools/env.sh"
 
-if stage_on 1; then
-  marker=$data/.prepare.done
-  [ -n "$corpus" ] || die "where is LibriSpeech? set LIBRISPEECH in $RECIPE_DIR/db.sh or pass --corpus DIR (the folder holding LibriSpeech/ (train-clean-100, dev-clean, test-clean; for PR also librispeech-lexicon.txt from https://www.openslr.org/11); download: https://www.openslr.org/12)"
-  want="corpus=$corpus lexicon=$lexicon strip_stress=$strip_stress lm_text=$lm_text unlabeled_subsets=$unlabeled_subsets"
-  if is_done "$marker"; then
-    [[ "$(tail -n 1 "$marker")" == *" $want" ]] \
-      || die "$data was prepared with '$(tail -n 1 "$marker")', not '$want'; remove $data or pass --data elsewhere"
-    log "stage 1: data dirs ready already ($want), skipping"
-  else
-    log "stage 1: data dirs from $corpus into $data"
-    bash local/data.sh --corpus "$corpus" --out "$data" --lexicon "$lexicon" --strip_stress "$strip_stress" --lm_text "$lm_text" --unlabeled_subsets "$unlabeled_subsets"
-    mark_done "$marker" "$want"
-  fi
-fi
-
-if stage_on 2; then
-  for task in ${tasks//,/ }; do
-    log "stage 2: SUPERB $task with upstream $upstream"
-    bash "$SPEECHSSL_ROOT/recipes/superb.sh" --upstream "$upstream" --tasks "$task" --data "$data" --exp "$exp"
-  done
-fi
-log "done (elapsed ${SECONDS}s)"
+exec bash "$SPEECHSSL_ROOT/recipes/corpus.sh" --prepare librispeech --title LibriSpeech \
+  --db_var LIBRISPEECH --recipe_dir "$RECIPE_DIR" \
+  --where "the folder holding LibriSpeech/ (train-clean-100, dev-clean, test-clean; for PR also librispeech-lexicon.txt from https://www.openslr.org/11); download: https://www.openslr.org/12" \
+  --stage "$stage" --stop_stage "$stop_stage" --corpus "$corpus" --data "$data" --exp "$exp" \
+  --upstream "$upstream" --tasks "$tasks" \
+  lexicon="$lexicon" strip_stress="$strip_stress" lm_text="$lm_text" unlabeled_subsets="$unlabeled_subsets"

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# SUPERB speaker identification (SID) and verification (SV) on VoxCeleb1:
-# data dirs (local/data.sh) -> SUPERB probing of a frozen upstream (recipes/superb.sh).
+# SUPERB speaker identification (SID) and verification (SV) on VoxCeleb1: data dirs -> SUPERB
+# probing of a frozen upstream, both by recipes/corpus.sh. Stage 1 writes
+# <data>/speakers/sid_{train,dev,test} (iden_split.txt) and <data>/speakers/sv_{train,dev,test}
+# with trials (dev: generated on held-out training speakers; test: the official list), then
+# validates them; see speechssl/data/corpora/voxceleb1.py.
 # Every stage is guarded by a .done marker and safe to rerun. Set VOXCELEB1 in db.sh first.
 #
 #   bash egs/voxceleb1/run.sh                                # data dirs, then SUPERB with FBANK
 #   bash egs/voxceleb1/run.sh --stage 2 --upstream ../synth/exp/ssl/wav2vec2_tiny/upstream.pt
+# shellcheck source-path=SCRIPTDIR disable=SC2155  # readonly X=$(...): a plain X= would be an option
 set -euo pipefail
 readonly RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly SPEECHSSL_ROOT=$(cd "$RECIPE_DIR/../.." && pwd)
+# shellcheck source=db.sh
 . "$RECIPE_DIR/db.sh"
 
 # Options (each can be given as --name value; --foo-bar is the same as --foo_bar).
@@ -23,37 +28,18 @@ trials_per_utt=4      # SV dev trials of each kind (target, nontarget) per enrol
 seed=0                # seed of the SV dev speakers and trials
 
 help_message="Usage: $0 [options]
-Stages: 1 data dirs (local/data.sh: <data>/speakers/sid_{train,dev,test}, <data>/speakers/sv_{train,dev,test} + trials),
-        2 SUPERB sid,sv (recipes/superb.sh)."
+Stages (recipes/corpus.sh): 1 data dirs (<data>/speakers/sid_{train,dev,test},
+        <data>/speakers/sv_{train,dev,test} + trials), 2 SUPERB sid,sv (recipes/superb.sh)."
 
+# shellcheck source=../../recipes/lib/common.sh
 . "$SPEECHSSL_ROOT/recipes/lib/common.sh"
+# shellcheck source=../../recipes/lib/parse_options.sh
 . "$SPEECHSSL_ROOT/recipes/lib/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
-# a relative --corpus is taken from where run.sh was started; everything else is relative to
-# the recipe folder
-if [ -n "$corpus" ] && [ -d "$corpus" ]; then corpus=$(cd "$corpus" && pwd); fi
-cd "$RECIPE_DIR"
-. "$SPEECHSSL_ROOT/tools/env.sh"
 
-if stage_on 1; then
-  marker=$data/.prepare.done
-  [ -n "$corpus" ] || die "where is VoxCeleb1? set VOXCELEB1 in $RECIPE_DIR/db.sh or pass --corpus DIR (the folder with wav/ (or vox1_dev_wav/wav and vox1_test_wav/wav), iden_split.txt and veri_test2.txt (https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/); download: https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html)"
-  want="corpus=$corpus sv_dev_speakers=$sv_dev_speakers trials_per_utt=$trials_per_utt seed=$seed"
-  if is_done "$marker"; then
-    [[ "$(tail -n 1 "$marker")" == *" $want" ]] \
-      || die "$data was prepared with '$(tail -n 1 "$marker")', not '$want'; remove $data or pass --data elsewhere"
-    log "stage 1: data dirs ready already ($want), skipping"
-  else
-    log "stage 1: data dirs from $corpus into $data"
-    bash local/data.sh --corpus "$corpus" --out "$data" --sv_dev_speakers "$sv_dev_speakers" --trials_per_utt "$trials_per_utt" --seed "$seed"
-    mark_done "$marker" "$want"
-  fi
-fi
-
-if stage_on 2; then
-  for task in ${tasks//,/ }; do
-    log "stage 2: SUPERB $task with upstream $upstream"
-    bash "$SPEECHSSL_ROOT/recipes/superb.sh" --upstream "$upstream" --tasks "$task" --data "$data" --exp "$exp"
-  done
-fi
-log "done (elapsed ${SECONDS}s)"
+exec bash "$SPEECHSSL_ROOT/recipes/corpus.sh" --prepare voxceleb1 --title VoxCeleb1 \
+  --db_var VOXCELEB1 --recipe_dir "$RECIPE_DIR" \
+  --where "the folder with wav/ (or vox1_dev_wav/wav and vox1_test_wav/wav), iden_split.txt and veri_test2.txt (https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/); download: https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html" \
+  --stage "$stage" --stop_stage "$stop_stage" --corpus "$corpus" --data "$data" --exp "$exp" \
+  --upstream "$upstream" --tasks "$tasks" \
+  sv_dev_speakers="$sv_dev_speakers" trials_per_utt="$trials_per_utt" seed="$seed"
