@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from speechssl.nn import ConvFeatureEncoder, GumbelVectorQuantizer, conv_output_lengths
-from speechssl.nn.conv_encoder import WAV2VEC2_CONV_LAYERS
+from speechssl.nn.conv_encoder import WAV2VEC2_CONV_LAYERS, MaskedGroupNorm
 from speechssl.ssl import build_model, get_method
 from speechssl.ssl.masking import compute_mask_indices, masked_frame_index
 from speechssl.ssl.wav2vec2 import (
@@ -350,3 +350,25 @@ def test_fbank_upstream():
     valid = out.hidden_states[0][0, :48]
     assert valid.mean(0).abs().max() < 1e-4  # utterance CMVN
     assert (out.hidden_states[0][1, 28:] == 0).all()
+
+
+def test_masked_group_norm_is_torch_group_norm_over_each_rows_valid_frames():
+    """Against torch.nn.GroupNorm(C, C): the whole batch when unpadded, each row's valid frames
+    alone when padded (values and gradients); padded frames come out zero."""
+    torch.manual_seed(0)
+    ours, ref = MaskedGroupNorm(6), torch.nn.GroupNorm(6, 6)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5), ours.bias.uniform_(-1, 1)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 6, 40, requires_grad=True)
+    torch.testing.assert_close(ours(x, torch.tensor([40, 40, 40])), ref(x))
+    lengths = [40, 25, 7]
+    y = ours(x, torch.tensor(lengths))
+    y.square().sum().backward()
+    grad, x.grad = x.grad, None
+    for row, n in enumerate(lengths):
+        piece = ref(x[row : row + 1, :, :n])
+        torch.testing.assert_close(y[row : row + 1, :, :n], piece)
+        assert (y[row, :, n:] == 0).all()
+        piece.square().sum().backward()
+    torch.testing.assert_close(grad, x.grad)
