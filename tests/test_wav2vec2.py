@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from speechssl.nn import ConvFeatureEncoder, GumbelVectorQuantizer, conv_output_lengths
 from speechssl.nn.conv_encoder import WAV2VEC2_CONV_LAYERS, MaskedGroupNorm
 from speechssl.ssl import build_model, get_method
+from speechssl.ssl.convert import to_fairseq_config
 from speechssl.ssl.masking import compute_mask_indices, masked_frame_index
 from speechssl.ssl.wav2vec2 import (
     Wav2Vec2Config,
@@ -372,3 +374,29 @@ def test_masked_group_norm_is_torch_group_norm_over_each_rows_valid_frames():
         assert (y[row, :, n:] == 0).all()
         piece.square().sum().backward()
     torch.testing.assert_close(grad, x.grad)
+
+
+def test_channel_masking_zeroes_whole_channels_after_the_time_mask():
+    """fairseq's mask_channel_*: the same number of channels per row zeroed in every frame of
+    the transformer input (mask embedding frames included); off, the input keeps every channel;
+    a fairseq config that sets it keeps it."""
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(**SMALL, mask_channel_prob=0.4, mask_channel_length=4, input_dropout=0.0)
+    model = Wav2Vec2Pretraining(cfg).train()
+    seen = []
+    model.backbone.encoder.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    batch = batch_of([speechlike(0.5, 0), speechlike(0.5, 1), speechlike(0.5, 2)])
+    with torch.no_grad():
+        model.encode_masked(batch, torch.Generator().manual_seed(3))
+    zero = (seen[0] == 0).all(dim=1)  # (B, D): channels that are zero in every frame
+    counts = zero.sum(1).tolist()
+    assert len(set(counts)) == 1 and 4 <= counts[0] <= int(0.4 * cfg.hidden_size / 4 + 1) * 4
+    assert (seen[0][~zero.unsqueeze(1).expand_as(seen[0])] != 0).all()
+    fairseq = to_fairseq_config(dataclasses.asdict(cfg))
+    model.cfg.mask_channel_prob = 0.0
+    with torch.no_grad():
+        model.encode_masked(batch, torch.Generator().manual_seed(3))
+    assert not (seen[1] == 0).all(dim=1).any()
+    # fairseq's own field names (Wav2Vec2Config.mask_channel_prob / mask_channel_length)
+    assert fairseq["model"]["mask_channel_prob"] == 0.4
+    assert fairseq["model"]["mask_channel_length"] == 4

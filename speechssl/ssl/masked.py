@@ -144,6 +144,18 @@ class MaskedPretraining(nn.Module):
         )
         return mask.to(lengths.device)
 
+    def compute_channel_mask(
+        self, batch_size: int, generator: torch.Generator
+    ) -> torch.Tensor | None:
+        """``(B, D)`` channel spans to zero (fairseq ``mask_channel_*``: no minimum count, the
+        same count in every row), or None when ``mask_channel_prob`` is 0."""
+        cfg, dim = self.cfg, self.cfg.hidden_size
+        if cfg.mask_channel_prob <= 0:
+            return None
+        return compute_mask_indices(
+            [dim] * batch_size, dim, cfg.mask_channel_prob, cfg.mask_channel_length, generator, 0
+        )
+
     def encode_masked(self, batch: Any, generator: torch.Generator | None = None) -> MaskedEncoding:
         """wavs -> conv features -> projection -> span mask -> transformer (paper §3.1 of
         each method); ``batch`` has ``wavs`` ``(B, S)`` and ``lengths`` ``(B,)``."""
@@ -152,9 +164,13 @@ class MaskedPretraining(nn.Module):
         proj = self.backbone.feature_projection
         normed = proj.layer_norm(feats) if proj.layer_norm is not None else feats
         projected = proj.projection(normed)
+        generator = generator if generator is not None else self._generator()
         mask = self.compute_mask(lengths, feats.shape[1], generator).to(feats.device)
+        channels = self.compute_channel_mask(feats.shape[0], generator)
         x = proj.dropout(projected)
-        hidden = self.backbone.encode(x, lengths, mask).last_hidden_state
+        if channels is not None:
+            channels = channels.to(feats.device)
+        hidden = self.backbone.encode(x, lengths, mask, channel_mask=channels).last_hidden_state
         pen = features_penalty(feats, valid)
         return MaskedEncoding(feats, lengths, valid, pen, normed, projected, mask, hidden)
 

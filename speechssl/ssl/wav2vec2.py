@@ -75,6 +75,10 @@ class Wav2Vec2Config:
     min_masks: int = 2
     require_same_masks: bool = True
     mask_dropout: float = 0.0
+    # channel masking (fairseq mask_channel_*): spans of the transformer input's channels zeroed
+    # over a whole utterance, after the time mask; off in pretraining configs, used in fine-tuning
+    mask_channel_prob: float = 0.0
+    mask_channel_length: int = 10
     # quantizer
     codebook_groups: int = 2
     codebook_entries: int = 320
@@ -213,11 +217,15 @@ class Wav2Vec2Model(nn.Module):
         mask: torch.Tensor | None = None,
         return_ffn_outputs: bool = False,
         num_layers: int | None = None,
+        channel_mask: torch.Tensor | None = None,
     ) -> TransformerOutput:
         """Projected features ``(B, T, D)`` -> transformer outputs; frames where ``mask``
-        ``(B, T)`` is True are replaced by the learned mask embedding first."""
+        ``(B, T)`` is True are replaced by the learned mask embedding first, then channels where
+        ``channel_mask`` ``(B, D)`` is True are zeroed in every frame (fairseq's order)."""
         if mask is not None:
             x = torch.where(mask.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
+        if channel_mask is not None:
+            x = x.masked_fill(channel_mask.unsqueeze(1), 0.0)
         return self.encoder(x, lengths, return_ffn_outputs, num_layers)
 
     def forward(
