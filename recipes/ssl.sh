@@ -13,7 +13,7 @@ readonly SSL_RECIPE_DIR
 
 stage=1              # 1 k-means labels (HuBERT), 2 pretrain, 3 export
 stop_stage=3
-method=wav2vec2      # wav2vec2 | hubert | data2vec
+method=wav2vec2      # any registered method (speechssl pretrain --help); hubert adds k-means stages
 config=""            # pretraining YAML (method, preset, model, trainer, data)
 train=""             # training data dir
 valid=""             # validation data dir (optional)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from speechssl.features.extract import FeatureConfig, compute_features
+from speechssl.features.extract import FeatureConfig, batch_features
 from speechssl.io import atomic_torch_save
 from speechssl.nn.conv_encoder import length_mask
 from speechssl.ssl import (
@@ -102,17 +102,8 @@ class FbankUpstream(Upstream):
 
     @torch.no_grad()
     def forward(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> UpstreamOutput:
-        feats = []
-        for wav, n in zip(wavs, wav_lengths.tolist(), strict=True):
-            f = compute_features(wav[: int(n)].float().cpu(), self.feature_config)
-            if self.cmvn and f.shape[0] > 0:
-                f = (f - f.mean(0)) / f.std(0, unbiased=False).clamp(min=1e-5)
-            feats.append(f)
-        lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
-        out = torch.zeros(len(feats), int(lengths.max()) if feats else 0, self.hidden_size)
-        for i, f in enumerate(feats):
-            out[i, : f.shape[0]] = f
-        return UpstreamOutput([out.to(wavs.device)], lengths.to(wavs.device), self.stride)
+        out, lengths = batch_features(wavs, wav_lengths, self.feature_config, self.cmvn)
+        return UpstreamOutput([out], lengths, self.stride)
 
 
 class SSLUpstream(Upstream):

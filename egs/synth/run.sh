@@ -20,7 +20,7 @@ feat_name=fbank       # name of the feature set (its .done marker in each data d
 feat_dir=""           # where the ark/scp files go (default: <feat_name>, relative to this folder)
 exp=exp               # experiment folder (stage 3 writes <exp>/ssl/<method>_<size>/)
 skip_install=false    # stage 0 only checks, never installs
-ssl_method=hubert     # stage 3: hubert | wav2vec2 | data2vec (hubert probes best at tiny size)
+ssl_method=hubert     # stage 3: hubert | wav2vec2 | data2vec | apc | tera | mockingjay (hubert probes best at tiny size)
 ssl_size=tiny         # stage 3: tiny (CPU) | base | large -> conf/ssl/<method>_<size>.yaml
 ssl_set=""            # stage 3: extra config overrides, e.g. "trainer.max_updates=50"
 asr_upstream=fbank    # stage 4: fbank | ssl (stage 3's exported upstream) | a path or HF folder

@@ -145,3 +145,23 @@ class FeatureExtractor(nn.Module):
         for i, f in enumerate(feats):
             out[i, : f.shape[0]] = (f - self.mean.cpu()) / self.std.cpu()
         return out.to(wavs.device), frame_lengths.to(wavs.device)
+
+
+def batch_features(
+    wavs: torch.Tensor, wav_lengths: torch.Tensor, cfg: FeatureConfig, utterance_cmvn: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, S)`` zero-padded samples -> ``(B, T, D)`` features of each utterance's valid
+    samples (zero-padded) and ``(B,)`` frames, on ``wavs``' device. Computed on the CPU one
+    utterance at a time; with ``utterance_cmvn`` each utterance is normalised to zero mean and
+    unit variance per dimension (std floored at 1e-5)."""
+    feats = []
+    for wav, n in zip(wavs, wav_lengths.tolist(), strict=True):
+        f = compute_features(wav[: int(n)].float().cpu(), cfg)
+        if utterance_cmvn and f.shape[0] > 0:
+            f = (f - f.mean(0)) / f.std(0, unbiased=False).clamp(min=1e-5)
+        feats.append(f)
+    lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+    out = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
+    for i, f in enumerate(feats):
+        out[i, : f.shape[0]] = f
+    return out.to(wavs.device), lengths.to(wavs.device)

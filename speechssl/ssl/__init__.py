@@ -37,6 +37,8 @@ METHOD_MODULES: dict[str, str] = {
     "wav2vec2": "speechssl.ssl.wav2vec2",
     "hubert": "speechssl.ssl.hubert",
     "data2vec": "speechssl.ssl.data2vec",
+    "tera": "speechssl.ssl.tera",
+    "mockingjay": "speechssl.ssl.tera",
     "apc": "speechssl.ssl.apc",
 }
 UPSTREAM_FORMAT = "speechssl-upstream-v1"

@@ -32,8 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from speechssl.features import cmvn
-from speechssl.features.extract import FeatureConfig, compute_features
+from speechssl.features.extract import FeatureConfig, batch_features
 from speechssl.nn.conv_encoder import length_mask
 from speechssl.ssl import SSLMethod, export_backbone, get_method, register_method
 from speechssl.train.protocol import ModelOutput
@@ -117,17 +116,7 @@ class APCModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, S)`` samples -> ``(B, T, num_mel_bins)`` fbank (zero-padded) and ``(B,)``
         frames; computed on the CPU one utterance at a time, as ``FbankUpstream`` does."""
-        feats = []
-        for wav, n in zip(wavs, wav_lengths.tolist(), strict=True):
-            f = compute_features(wav[: int(n)].float().cpu(), self.feature_config)
-            if self.cfg.utterance_cmvn and f.shape[0] > 0:
-                f = cmvn.apply(f, cmvn.accumulate(f))
-            feats.append(f)
-        lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
-        out = torch.zeros(len(feats), int(lengths.max()) if feats else 0, self.cfg.num_mel_bins)
-        for i, f in enumerate(feats):
-            out[i, : f.shape[0]] = f
-        return out.to(wavs.device), lengths.to(wavs.device)
+        return batch_features(wavs, wav_lengths, self.feature_config, self.cfg.utterance_cmvn)
 
     def encode(self, feats: torch.Tensor) -> list[torch.Tensor]:
         """``(B, T, num_mel_bins)`` features -> ``num_layers + 1`` hidden states ``(B, T, H)``;
