@@ -15,7 +15,7 @@ from torch import nn
 
 from speechssl.nn.conv_encoder import length_mask
 from speechssl.ssl import export_backbone
-from speechssl.ssl.masking import compute_mask_indices, step_generator
+from speechssl.ssl.masking import StepGenerators, compute_mask_indices
 
 # CPU-sized backbone (0.76M parameters with 3 layers) of every tiny preset. Dropout is off and
 # the feature penalty too: at this size even 0.1 drives the conv outputs to zero (dead GELUs)
@@ -91,7 +91,7 @@ class MaskedEncoding:
     hidden: torch.Tensor  # last hidden state of the transformer over the masked input
 
 
-class MaskedPretraining(nn.Module):
+class MaskedPretraining(StepGenerators, nn.Module):
     """The backbone (``self.backbone``, the part an exported upstream holds), per-step mask
     generators, conv features with the gradient scaled by ``feature_grad_mult``, and the
     masked pass. Subclasses set ``method`` and ``backbone_cls`` and define ``forward``."""
@@ -103,17 +103,6 @@ class MaskedPretraining(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = self.backbone_cls(cfg)
-        self.num_updates = 0
-        self._micro_batch = 0
-
-    def set_num_updates(self, num_updates: int) -> None:
-        self.num_updates = num_updates
-        self._micro_batch = 0
-
-    def _generator(self) -> torch.Generator:
-        gen = step_generator(self.cfg.seed, self.num_updates, self._micro_batch, self.training)
-        self._micro_batch += 1
-        return gen
 
     def conv_features(
         self, wavs: torch.Tensor, wav_lengths: torch.Tensor

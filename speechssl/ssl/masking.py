@@ -106,6 +106,24 @@ def masked_frame_index(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(valid, order, torch.zeros_like(order)), valid
 
 
+class StepGenerators:
+    """Mixin for a pretraining ``nn.Module`` with ``cfg.seed``: the Trainer's
+    ``set_num_updates`` hook and ``_generator()``, a fresh :func:`step_generator` for each
+    micro-batch of the update, so masks depend on (seed, update, micro-batch, rank) only."""
+
+    num_updates = 0
+    _micro_batch = 0
+
+    def set_num_updates(self, num_updates: int) -> None:
+        self.num_updates = num_updates
+        self._micro_batch = 0
+
+    def _generator(self) -> torch.Generator:
+        gen = step_generator(self.cfg.seed, self.num_updates, self._micro_batch, self.training)
+        self._micro_batch += 1
+        return gen
+
+
 def step_generator(
     seed: int, num_updates: int, micro_batch: int, training: bool
 ) -> torch.Generator:

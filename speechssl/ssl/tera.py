@@ -40,7 +40,7 @@ from speechssl.features.extract import FeatureConfig, batch_features
 from speechssl.nn.conv_encoder import length_mask
 from speechssl.nn.transformer import TransformerLayer
 from speechssl.ssl import SSLMethod, export_backbone, get_method, register_method
-from speechssl.ssl.masking import step_generator
+from speechssl.ssl.masking import StepGenerators
 from speechssl.ssl.wav2vec2 import _bert_init
 from speechssl.train.protocol import ModelOutput
 
@@ -305,7 +305,7 @@ class SpecPredictionHead(nn.Module):
 # pretraining
 
 
-class TeraPretraining(nn.Module):
+class TeraPretraining(StepGenerators, nn.Module):
     """Altered-frame reconstruction: ``forward(batch) -> ModelOutput``; ``batch`` has ``wavs``
     ``(B, S)`` and ``lengths`` ``(B,)``."""
 
@@ -316,17 +316,6 @@ class TeraPretraining(nn.Module):
         self.cfg = cfg
         self.backbone = TeraModel(cfg)
         self.head = SpecPredictionHead(cfg)
-        self.num_updates = 0
-        self._micro_batch = 0
-
-    def set_num_updates(self, num_updates: int) -> None:
-        self.num_updates = num_updates
-        self._micro_batch = 0
-
-    def _generator(self) -> torch.Generator:
-        gen = step_generator(self.cfg.seed, self.num_updates, self._micro_batch, self.training)
-        self._micro_batch += 1
-        return gen
 
     def alter(self, feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator):
         cfg = self.cfg
