@@ -272,3 +272,11 @@ class TransformerEncoder(nn.Module):
         if self.layer_norm_first and stop == len(self.layers):
             hidden_states[-1] = self.layer_norm(x)
         return TransformerOutput(hidden_states, ffn_outputs if return_ffn_outputs else None)
+
+
+def bert_init(module: nn.Module) -> None:
+    """BERT init (fairseq ``init_bert_params``) for the transformer layers: N(0, 0.02), bias 0."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

@@ -38,10 +38,9 @@ from torch import nn
 
 from speechssl.features.extract import FeatureConfig, batch_features
 from speechssl.nn.conv_encoder import length_mask
-from speechssl.nn.transformer import TransformerLayer
+from speechssl.nn.transformer import TransformerLayer, bert_init
 from speechssl.ssl import SSLMethod, export_backbone, get_method, register_method
 from speechssl.ssl.masking import StepGenerators
-from speechssl.ssl.wav2vec2 import _bert_init
 from speechssl.train.protocol import ModelOutput
 
 # s3prl time-mask dice: P(zero) = 0.8, P(random frames) = 0.1, P(unchanged) = 0.1
@@ -238,7 +237,7 @@ class TeraModel(nn.Module):
             )
             for _ in range(cfg.num_layers)
         )
-        self.apply(_bert_init)  # every Linear N(0, 0.02), as s3prl's init_Transformer_weights
+        self.apply(bert_init)  # every Linear N(0, 0.02), as s3prl's init_Transformer_weights
 
     @property
     def stride(self) -> int:
@@ -295,7 +294,7 @@ class SpecPredictionHead(nn.Module):
         self.activation = nn.GELU()
         self.layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.output = nn.Linear(cfg.hidden_size, cfg.num_mel_bins)
-        self.apply(_bert_init)
+        self.apply(bert_init)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.output(self.layer_norm(self.activation(self.dense(hidden))))

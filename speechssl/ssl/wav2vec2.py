@@ -31,7 +31,7 @@ from speechssl.nn.conv_encoder import (
     layer_norm_waveform,
 )
 from speechssl.nn.quantizer import GumbelVectorQuantizer
-from speechssl.nn.transformer import TransformerEncoder, TransformerOutput
+from speechssl.nn.transformer import TransformerEncoder, TransformerOutput, bert_init
 from speechssl.ssl import SSLMethod, get_method, register_method
 from speechssl.ssl.convert import wav2vec2_from_fairseq, wav2vec2_from_hf
 from speechssl.ssl.masked import LARGE_BACKBONE, TINY_BACKBONE, MaskedPretraining
@@ -127,14 +127,6 @@ def config_from_dict(values: dict[str, Any]) -> Wav2Vec2Config:
     return from_dict(Wav2Vec2Config, values, "wav2vec2 config")
 
 
-def _bert_init(module: nn.Module) -> None:
-    """BERT init (fairseq ``init_bert_params``) for the transformer layers: N(0, 0.02), bias 0."""
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
 @dataclass
 class Wav2Vec2Output:
     hidden_states: list[torch.Tensor]  # (B, T, D) each; see TransformerOutput
@@ -183,7 +175,7 @@ class Wav2Vec2Model(nn.Module):
             pos_conv_depth=cfg.pos_conv_depth,
             eps=cfg.layer_norm_eps,
         )
-        self.encoder.layers.apply(_bert_init)
+        self.encoder.layers.apply(bert_init)
 
     @property
     def stride(self) -> int:
