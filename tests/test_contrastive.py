@@ -179,3 +179,39 @@ def test_peak_memory_is_a_twentieth_of_the_reference():
     assert abs(ref["loss"] - fast["loss"]) <= 1e-5 * ref["loss"]
     assert fast["extra_mib"] <= ref["extra_mib"] / 20
     assert exact["extra_mib"] <= ref["extra_mib"] / 20
+
+
+def test_extra_negatives_and_dot_similarity_by_hand():
+    """Codebook-style explicit negatives (one equal to its positive: masked) and CPC's dot
+    product at temperature 1, against a loop over rows written here."""
+    x, y, neg, counts, valid, codes, g = _inputs(torch.float64, k=4)
+    extra = torch.randn(3, x.shape[1], 3, x.shape[2], generator=g, dtype=torch.float64)
+    extra[1, 2, 0] = y[1, 2].detach()  # a codeword equal to the positive
+    for similarity, temp in (("cosine", 0.1), ("dot", 1.0)):
+        out = contrastive_loss(
+            x,
+            y,
+            neg,
+            temp,
+            valid=valid,
+            dup_key=codes,
+            extra_negatives=extra,
+            similarity=similarity,
+        )
+        by_hand = 0.0
+        for b in range(3):
+            for t in range(int(counts[b])):
+                cands = [y[b, t]]
+                cands += [y[b, j] for j in neg[b, t].tolist() if codes[b, j] != codes[b, t]]
+                cands += [e for e in extra[b, t] if not torch.equal(e, y[b, t])]
+                c = torch.stack(cands)
+                if similarity == "cosine":
+                    s = torch.cosine_similarity(x[b, t][None], c, dim=-1) / temp
+                else:
+                    s = c @ x[b, t] / temp
+                by_hand += float(torch.logsumexp(s, 0) - s[0])
+        assert float(out.loss.detach()) == pytest.approx(by_hand, rel=1e-9)
+        ref = contrastive_loss_reference(
+            x, y, neg, temp, valid=valid, extra_negatives=extra, similarity=similarity
+        )
+        assert float(ref.loss.detach()) == pytest.approx(by_hand, rel=1e-9)

@@ -38,6 +38,7 @@ class AudioBatch:
     utt_ids: the utterance ids, in batch order.
     labels: ``(B, L)`` long frame labels padded with -100, or None.
     label_lengths: ``(B,)`` long, labels per utterance, or None.
+    speakers: each utterance's speaker (``utt2spk``), in batch order, or None.
     """
 
     wavs: torch.Tensor
@@ -45,6 +46,7 @@ class AudioBatch:
     utt_ids: list[str]
     labels: torch.Tensor | None = None
     label_lengths: torch.Tensor | None = None
+    speakers: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -56,6 +58,7 @@ class AudioBatch:
             utt_ids=list(self.utt_ids),
             labels=None if self.labels is None else fn(self.labels),
             label_lengths=None if self.label_lengths is None else fn(self.label_lengths),
+            speakers=None if self.speakers is None else list(self.speakers),
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> AudioBatch:
@@ -73,6 +76,7 @@ class AudioItem:
     utt_id: str
     wav: torch.Tensor
     labels: torch.Tensor | None = None
+    speaker: str | None = None
 
 
 def collate(items: Sequence[AudioItem]) -> AudioBatch:
@@ -89,7 +93,10 @@ def collate(items: Sequence[AudioItem]) -> AudioBatch:
         labels = torch.full((len(items), int(label_lengths.max())), IGNORE_LABEL, dtype=torch.long)
         for b, it in enumerate(items):
             labels[b, : len(it.labels)] = it.labels
-    return AudioBatch(wavs, lengths, [it.utt_id for it in items], labels, label_lengths)
+    speakers = None
+    if all(it.speaker is not None for it in items):
+        speakers = [str(it.speaker) for it in items]
+    return AudioBatch(wavs, lengths, [it.utt_id for it in items], labels, label_lengths, speakers)
 
 
 class BatchIndices(list):
@@ -228,7 +235,7 @@ class AudioDataset(Dataset):
         if self.labels is not None:
             labels = self.labels[utt]
             self._check_label_count(f"labels of {self.data.path}", utt, len(labels), len(wav))
-        return AudioItem(utt, wav, labels)
+        return AudioItem(utt, wav, labels, self.data.utt2spk.get(utt))
 
     def __getitem__(self, index: int) -> AudioItem:
         """One utterance, cropped to ``max_samples`` (offset seeded by the index) if cropping."""
@@ -251,7 +258,7 @@ class AudioDataset(Dataset):
         excess = len(item.wav) - target
         if item.labels is None:
             offset = int(rng.integers(0, excess + 1)) if self.crop == "random" else 0
-            return AudioItem(item.utt_id, item.wav[offset : offset + target])
+            return AudioItem(item.utt_id, item.wav[offset : offset + target], None, item.speaker)
         # Start on a label-frame boundary so frame k of the crop is frame first + k of the whole.
         samples_per_label = self.sample_rate / self.label_rate
         first = 0
@@ -259,7 +266,7 @@ class AudioDataset(Dataset):
             first = int(rng.integers(0, int(excess // samples_per_label) + 1))
         offset = round(first * samples_per_label)
         labels = item.labels[first : first + self.num_frames(target)]
-        return AudioItem(item.utt_id, item.wav[offset : offset + target], labels)
+        return AudioItem(item.utt_id, item.wav[offset : offset + target], labels, item.speaker)
 
 
 class LengthBucketSampler:

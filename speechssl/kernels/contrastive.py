@@ -78,24 +78,43 @@ def sample_negatives(
 
 
 def sample_cross_negatives(
-    counts: torch.Tensor, max_len: int, num_negatives: int, generator: torch.Generator
+    counts: torch.Tensor,
+    max_len: int,
+    num_negatives: int,
+    generator: torch.Generator,
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """K negatives per frame drawn from the valid frames of the whole batch except the frame
-    itself. Returns ``(B, T, K)`` long indices into ``y.reshape(B * T, D)``."""
+    itself; with ``groups`` (``(B,)`` ints, e.g. speaker ids), only from the utterances of the
+    frame's own group (its own utterance included: CPC's same-speaker sampling). Returns
+    ``(B, T, K)`` long indices into ``y.reshape(B * T, D)``; rows of invalid frames, and rows
+    whose group has fewer than 2 valid frames, hold 0."""
     b = counts.shape[0]
-    counts = counts.to(generator.device).long()
-    valid = torch.arange(max_len, device=generator.device)[None, :] < counts[:, None]
-    pool = valid.reshape(-1).nonzero().squeeze(1)  # flat indices of valid frames
-    n = pool.numel()
-    if num_negatives == 0 or n < 2:
-        return torch.zeros(b, max_len, num_negatives, dtype=torch.long, device=generator.device)
-    # position of each frame in the pool; draw from the other n - 1 entries
-    rank = torch.cumsum(valid.reshape(-1).long(), 0) - 1
-    u = torch.rand(b * max_len, num_negatives, generator=generator, device=generator.device)
-    j = torch.minimum((u * (n - 1)).long(), torch.tensor(n - 2, device=generator.device))
+    dev = generator.device
+    counts = counts.to(dev).long()
+    valid = (torch.arange(max_len, device=dev)[None, :] < counts[:, None]).reshape(-1)
+    group = torch.zeros(b, dtype=torch.long, device=dev) if groups is None else groups.to(dev)
+    group = group.long().repeat_interleave(max_len)  # (B * T,) each frame's group
+    # the pool: valid frames ordered by (group, flat index); each group a contiguous run
+    order = torch.argsort(group * (b * max_len) + torch.arange(b * max_len, device=dev))
+    pool = order[valid[order]]
+    if num_negatives == 0 or pool.numel() < 2:
+        return torch.zeros(b, max_len, num_negatives, dtype=torch.long, device=dev)
+    _, sizes = torch.unique_consecutive(group[pool], return_counts=True)
+    starts = torch.cumsum(sizes, 0) - sizes
+    run = torch.repeat_interleave(torch.arange(sizes.numel(), device=dev), sizes)
+    # per frame: where its group's run starts in the pool, its size, the frame's place in it
+    start, size, rank = (torch.zeros(b * max_len, dtype=torch.long, device=dev) for _ in "abc")
+    start[pool], size[pool] = starts[run], sizes[run]
+    rank[pool] = torch.arange(pool.numel(), device=dev) - starts[run]
+    # draw from the other size - 1 entries of the frame's group
+    u = torch.rand(b * max_len, num_negatives, generator=generator, device=dev)
+    high = (size - 1).clamp(min=0)[:, None]
+    j = torch.minimum((u * high).long(), (high - 1).clamp(min=0))
     j = j + (j >= rank[:, None]).long()
-    out = pool[j].view(b, max_len, num_negatives)
-    return torch.where(valid[:, :, None], out, torch.zeros_like(out))
+    out = pool[(start[:, None] + j).clamp(max=pool.numel() - 1)]
+    keep = valid[:, None] & (high > 0)
+    return torch.where(keep, out, torch.zeros_like(out)).view(b, max_len, num_negatives)
 
 
 def _math_dtype(x: torch.Tensor) -> torch.dtype:
@@ -193,12 +212,16 @@ def _contrastive_gram(
     cross_neg_idx: torch.Tensor | None,
     dup_key: torch.Tensor | None,
     chunk_elements: int,
+    similarity: str = "cosine",
+    extra: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> ContrastiveOutput:
     B, T, D = x.shape
     with torch.autocast(device_type=x.device.type, enabled=False):
         dtype = _math_dtype(x)
-        xh = F.normalize(x.to(dtype), dim=-1, eps=NORM_EPS)
-        yh = F.normalize(y.to(dtype), dim=-1, eps=NORM_EPS)
+        xh, yh = x.to(dtype), y.to(dtype)
+        if similarity == "cosine":
+            xh = F.normalize(xh, dim=-1, eps=NORM_EPS)
+            yh = F.normalize(yh, dim=-1, eps=NORM_EPS)
         pos = torch.arange(T, device=x.device).view(1, T, 1).expand(B, T, 1)
         cols = torch.cat([pos, neg_idx], 2)
         rows = max(1, chunk_elements // max(1, B * T))
@@ -217,7 +240,28 @@ def _contrastive_gram(
             ]
             logits = torch.cat([logits, torch.cat(cross, 0).view(B, T, -1)], 2)
         dup = _duplicates(y, neg_idx, cross_neg_idx, dup_key, chunk_elements)
+        if extra is not None:
+            logits, dup = _with_extra(x, y, logits, dup, extra, similarity)
         return _finish(logits / temperature, dup, valid)
+
+
+def _similarity(x: torch.Tensor, cands: torch.Tensor, similarity: str) -> torch.Tensor:
+    """``x`` ``(B, T, D)`` against ``cands`` ``(B, T, K, D)`` -> ``(B, T, K)`` in fp32+."""
+    dtype = _math_dtype(x)
+    if similarity == "cosine":
+        return torch.cosine_similarity(x.to(dtype).unsqueeze(2), cands.to(dtype), dim=-1)
+    return (x.to(dtype).unsqueeze(2) * cands.to(dtype)).sum(-1)
+
+
+def _with_extra(x, y, logits, dup, extra, similarity):
+    """Append explicit negatives ``(B, T, Ke, D)`` (wav2vec 2.0's codebook negatives) to the
+    logits; their duplicate mask is given, or exact equality with the positive."""
+    negs, negs_dup = extra
+    if negs_dup is None:
+        negs_dup = (negs == y.unsqueeze(2)).all(-1)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        more = _similarity(x, negs, similarity)
+    return torch.cat([logits, more], 2), torch.cat([dup, negs_dup], 2)
 
 
 def contrastive_loss_reference(
@@ -227,9 +271,13 @@ def contrastive_loss_reference(
     temperature: float = 0.1,
     valid: torch.Tensor | None = None,
     cross_neg_idx: torch.Tensor | None = None,
+    similarity: str = "cosine",
+    extra_negatives: torch.Tensor | None = None,
+    extra_dup: torch.Tensor | None = None,
 ) -> ContrastiveOutput:
     """The direct computation (fairseq ``compute_preds``): materialise the ``(B, T, K+1, D)``
-    candidates, cosine against x in fp32, -inf where a negative equals the positive, CE sum.
+    candidates, cosine (or dot product) against x in fp32, -inf where a negative equals the
+    positive, CE sum.
 
     x, y: ``(B, T, D)``; neg_idx: ``(B, T, K)`` in-utterance frame indices; valid: ``(B, T)``
     bool rows that count (None: all); cross_neg_idx: ``(B, T, Kc)`` indices into
@@ -239,10 +287,13 @@ def contrastive_loss_reference(
     negs = _rows(y, neg_idx)
     if cross_neg_idx is not None:
         negs = torch.cat([negs, y.reshape(B * T, D)[cross_neg_idx]], 2)
-    targets = torch.cat([y.unsqueeze(2), negs], 2)
-    dtype = _math_dtype(x)
-    logits = torch.cosine_similarity(x.to(dtype).unsqueeze(2), targets.to(dtype), dim=-1)
     dup = (negs == y.unsqueeze(2)).all(-1)
+    if extra_negatives is not None:
+        negs = torch.cat([negs, extra_negatives], 2)
+        if extra_dup is None:
+            extra_dup = (extra_negatives == y.unsqueeze(2)).all(-1)
+        dup = torch.cat([dup, extra_dup], 2)
+    logits = _similarity(x, torch.cat([y.unsqueeze(2), negs], 2), similarity)
     return _finish(logits / temperature, dup, valid)
 
 
@@ -255,6 +306,9 @@ def contrastive_loss(
     valid: torch.Tensor | None = None,
     cross_neg_idx: torch.Tensor | None = None,
     dup_key: torch.Tensor | None = None,
+    similarity: str = "cosine",
+    extra_negatives: torch.Tensor | None = None,
+    extra_dup: torch.Tensor | None = None,
     backend: str = "auto",
     chunk_elements: int = 1 << 26,
 ) -> ContrastiveOutput:
@@ -272,6 +326,13 @@ def contrastive_loss(
             ``y.reshape(B * T, D)``.
         dup_key: ``(B, T)`` or ``(B, T, G)`` ints whose equality means "same target" (the
             quantizer codes); None compares the y rows exactly (same result, more work).
+        similarity: ``"cosine"`` (wav2vec 2.0) or ``"dot"`` (CPC's bilinear score
+            ``z_{t+k}ᵀ W_k c_t``, with ``x = W_k c`` and temperature 1).
+        extra_negatives: ``(B, T, Ke, D)`` negatives that are not rows of ``y`` (wav2vec 2.0's
+            ``codebook_negatives``: random codewords), after the others; materialised, so
+            for a few per row.
+        extra_dup: ``(B, T, Ke)`` bool, which of them equal the positive (e.g. by code);
+            None compares the vectors exactly.
         backend: ``"auto"``, ``"torch"`` (Gram + gather) or ``"reference"``.
         chunk_elements: largest Gram block (elements) the torch backend materialises.
     Returns:
@@ -281,8 +342,18 @@ def contrastive_loss(
         raise ValueError(f"x and y must both be (B, T, D); found {tuple(x.shape)}, {y.shape}")
     if neg_idx.shape[:2] != x.shape[:2]:
         raise ValueError(f"neg_idx must be (B, T, K); found {tuple(neg_idx.shape)}")
+    if similarity not in ("cosine", "dot"):
+        raise ValueError(f"similarity must be 'cosine' or 'dot', not {similarity!r}")
+    if extra_negatives is not None and extra_negatives.shape[:2] != x.shape[:2]:
+        raise ValueError(f"extra_negatives must be (B, T, Ke, D); found {extra_negatives.shape}")
+    extra = None if extra_negatives is None else (extra_negatives, extra_dup)
     options = dict(
-        valid=valid, cross_neg_idx=cross_neg_idx, dup_key=dup_key, chunk_elements=chunk_elements
+        extra=extra,
+        valid=valid,
+        cross_neg_idx=cross_neg_idx,
+        dup_key=dup_key,
+        chunk_elements=chunk_elements,
+        similarity=similarity,
     )
     if backend == "auto":
         fused = _FUSED_BACKENDS.get(x.device.type)
@@ -291,10 +362,29 @@ def contrastive_loss(
         backend = "torch"
     if backend == "torch":
         return _contrastive_gram(
-            x, y, neg_idx, temperature, valid, cross_neg_idx, dup_key, chunk_elements
+            x,
+            y,
+            neg_idx,
+            temperature,
+            valid,
+            cross_neg_idx,
+            dup_key,
+            chunk_elements,
+            similarity,
+            extra,
         )
     if backend == "reference":
-        return contrastive_loss_reference(x, y, neg_idx, temperature, valid, cross_neg_idx)
+        return contrastive_loss_reference(
+            x,
+            y,
+            neg_idx,
+            temperature,
+            valid,
+            cross_neg_idx,
+            similarity,
+            extra_negatives,
+            extra_dup,
+        )
     for fns in _FUSED_BACKENDS.values():
         if backend in fns:
             return fns[backend](x, y, neg_idx, temperature, **options)

@@ -40,6 +40,7 @@ METHOD_MODULES: dict[str, str] = {
     "tera": "speechssl.ssl.tera",
     "mockingjay": "speechssl.ssl.tera",
     "apc": "speechssl.ssl.apc",
+    "cpc": "speechssl.ssl.cpc",
 }
 UPSTREAM_FORMAT = "speechssl-upstream-v1"
 

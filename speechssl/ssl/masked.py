@@ -153,7 +153,7 @@ class MaskedPretraining(StepGenerators, nn.Module):
         proj = self.backbone.feature_projection
         normed = proj.layer_norm(feats) if proj.layer_norm is not None else feats
         projected = proj.projection(normed)
-        generator = generator if generator is not None else self._generator()
+        generator = generator if generator is not None else self._generator(batch)
         mask = self.compute_mask(lengths, feats.shape[1], generator).to(feats.device)
         channels = self.compute_channel_mask(feats.shape[0], generator)
         x = proj.dropout(projected)

@@ -14,7 +14,8 @@ never a global RNG, so a resumed run draws the same masks.
 
 from __future__ import annotations
 
-import zlib
+import hashlib
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,8 +109,11 @@ def masked_frame_index(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class StepGenerators:
     """Mixin for a pretraining ``nn.Module`` with ``cfg.seed``: the Trainer's
-    ``set_num_updates`` hook and ``_generator()``, a fresh :func:`step_generator` for each
-    micro-batch of the update, so masks depend on (seed, update, micro-batch, rank) only."""
+    ``set_num_updates`` hook and ``_generator(batch)``, a fresh :func:`step_generator` per
+    micro-batch keyed by the batch's utterance ids. Masks and negatives then depend on (seed,
+    update, which utterances) only, not on which process or micro-batch slot holds them: a
+    resumed run draws the same ones, and N DDP ranks draw what one process with
+    ``grad_accum`` N draws for the same batches."""
 
     num_updates = 0
     _micro_batch = 0
@@ -118,19 +122,22 @@ class StepGenerators:
         self.num_updates = num_updates
         self._micro_batch = 0
 
-    def _generator(self) -> torch.Generator:
-        gen = step_generator(self.cfg.seed, self.num_updates, self._micro_batch, self.training)
+    def _generator(self, batch: Any = None) -> torch.Generator:
+        ids = getattr(batch, "utt_ids", None)
+        if ids:
+            key = "\n".join(ids)
+        else:  # no utterance ids: the micro-batch slot and the rank
+            rank = 0
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                rank = torch.distributed.get_rank()
+            key = f"slot {self._micro_batch} rank {rank}"
         self._micro_batch += 1
-        return gen
+        return step_generator(self.cfg.seed, self.num_updates, key, self.training)
 
 
-def step_generator(
-    seed: int, num_updates: int, micro_batch: int, training: bool
-) -> torch.Generator:
-    """Mask generator seeded by ``(seed, update, micro-batch, rank)``: a resumed run draws the
-    same masks (the scheme of wav2vec2's pretraining)."""
-    rank = 0
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank = torch.distributed.get_rank()
-    key = f"{seed}/{num_updates}/{micro_batch}/{rank}/{training}"
-    return torch.Generator().manual_seed(zlib.crc32(key.encode()))
+def step_generator(seed: int, num_updates: int, key: str, training: bool) -> torch.Generator:
+    """Generator seeded by ``(seed, update, key, train/eval)`` (``key``: e.g. the batch's
+    utterance ids); a resumed run draws the same masks (the scheme of wav2vec2's pretraining)."""
+    text = f"{seed}/{num_updates}/{training}/{key}".encode()
+    digest = hashlib.blake2b(text, digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)

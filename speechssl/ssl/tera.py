@@ -331,7 +331,9 @@ class TeraPretraining(StepGenerators, nn.Module):
 
     def forward(self, batch: Any, generator: torch.Generator | None = None) -> ModelOutput:
         feats, lengths = self.backbone.features(batch.wavs, batch.lengths)
-        alt = self.alter(feats, lengths, generator if generator is not None else self._generator())
+        alt = self.alter(
+            feats, lengths, generator if generator is not None else self._generator(batch)
+        )
         hidden = self.backbone.encode(alt.inputs, lengths)
         pred = self.head(hidden[-1]).float()
         mask = alt.loss_mask
