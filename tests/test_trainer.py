@@ -414,3 +414,61 @@ def test_no_weight_decay_on_biases_and_norms() -> None:
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert {id(p) for p in decay["params"]} == {id(model.conv.weight), id(model.out.weight)}
     assert len(no_decay["params"]) == 4  # conv/linear biases, LayerNorm weight and bias
+
+
+def test_fp16_loss_scaling_follows_fp32_and_skips_overflows(padded, tmp_path: Path) -> None:
+    """precision fp16 (CPU autocast here; the same GradScaler path as on a GPU): the loss
+    falls as fp32's does; a loss scale far too large overflows the fp16 backward, so updates
+    are skipped and the scale halved until they are finite, none counted as bad steps; the
+    scaler state is checkpointed and a resumed run repeats the uninterrupted one."""
+    run(padded, tmp_path / "fp32", max_updates=12, lr=2e-2, dropout=0.0)
+    run(padded, tmp_path / "fp16", max_updates=12, lr=2e-2, dropout=0.0, precision="fp16")
+    fp32 = [r["loss"] for r in records(tmp_path / "fp32")]
+    fp16 = [r["loss"] for r in records(tmp_path / "fp16") if "loss" in r]
+    assert sum(fp16[-3:]) < 0.5 * sum(fp16[:3])
+    assert fp16 == pytest.approx(fp32, rel=0.1)  # fp16 matmuls: close, not equal
+
+    big = 2.0**40  # fp16's largest value is 65504: gradients of loss x 2^40 overflow
+    run(
+        padded,
+        tmp_path / "over",
+        max_updates=6,
+        lr=2e-2,
+        dropout=0.0,
+        precision="fp16",
+        fp16_init_scale=big,
+        save_every=3,
+    )
+    log = (tmp_path / "over" / "train.log").read_text()
+    skipped = log.count("fp16 gradient overflow")
+    assert skipped >= 10 and "skipped the update" not in log  # halved, not bad steps
+    scales = [r["loss_scale"] for r in records(tmp_path / "over") if "loss" in r]
+    assert len(scales) == 6 and scales[0] == big / 2**skipped and scales[-1] == scales[0]
+    state = load_checkpoint(tmp_path / "over" / "checkpoints" / "last.pt")
+    assert state["scaler"]["scale"] == scales[-1]
+
+    run(
+        padded,
+        tmp_path / "cut",
+        max_updates=6,
+        lr=2e-2,
+        dropout=0.0,
+        precision="fp16",
+        fp16_init_scale=big,
+        save_every=3,
+        stop_after=3,
+    )
+    resumed = run(
+        padded,
+        tmp_path / "cut",
+        max_updates=6,
+        lr=2e-2,
+        dropout=0.0,
+        precision="fp16",
+        fp16_init_scale=big,
+        save_every=3,
+        resume=True,
+    )
+    full = make_model(dropout=0.0)
+    full.load_state_dict(state["model"])
+    assert max_diff(full, resumed) <= 1e-6

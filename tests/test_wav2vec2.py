@@ -400,3 +400,53 @@ def test_channel_masking_zeroes_whole_channels_after_the_time_mask():
     # fairseq's own field names (Wav2Vec2Config.mask_channel_prob / mask_channel_length)
     assert fairseq["model"]["mask_channel_prob"] == 0.4
     assert fairseq["model"]["mask_channel_length"] == 4
+
+
+def test_combined_codebook_is_one_table_for_every_group():
+    torch.manual_seed(0)
+    q = GumbelVectorQuantizer(
+        16, num_groups=2, num_entries=8, codevector_dim=6, combine_groups=True
+    ).eval()
+    assert q.codevectors.shape == (1, 8, 3) and q.num_codevectors == 16
+    x = torch.randn(20, 16)
+    out = q(x)
+    table = q.codevectors[0]
+    want = torch.cat([table[out.codes[:, 0]], table[out.codes[:, 1]]], 1)
+    assert torch.equal(out.quantized, want)
+    words, idx = q.sample_from_codebook(50, torch.Generator().manual_seed(1))
+    assert torch.equal(words, torch.cat([table[idx[:, 0]], table[idx[:, 1]]], 1))
+    assert len(idx.unique()) > 4  # uniform draws, not one entry
+
+
+def test_codebook_negatives_join_the_loss():
+    """codebook_negatives K adds K candidates a row: with every other negative source the same,
+    the loss grows, and it backpropagates (the codevectors get a gradient)."""
+    batch = batch_of([speechlike(0.6, 0), speechlike(0.6, 1)])
+    losses = {}
+    for k in (0, 20):
+        torch.manual_seed(0)
+        model = Wav2Vec2Pretraining(Wav2Vec2Config(**SMALL, codebook_negatives=k)).train()
+        out = model(batch, torch.Generator().manual_seed(3))
+        losses[k] = float(out.stats["contrastive"])
+        if k:
+            out.loss.backward()
+            assert float(model.quantizer.codevectors.grad.abs().sum()) > 0
+    assert losses[20] > losses[0]
+    negs, same = model.codebook_negatives(
+        torch.zeros(2, 7, 2, dtype=torch.long), torch.Generator().manual_seed(0)
+    )
+    assert negs.shape == (2, 7, 20, 32) and same.dtype == torch.bool
+    assert float(same.float().mean()) < 0.1  # (0, 0) is 1 of 256 codewords
+
+
+def test_fairseq_config_sets_combine_groups_and_codebook_negatives():
+    from speechssl.ssl.convert import fairseq_config, to_fairseq_config
+
+    values = dataclasses.asdict(
+        wav2vec2_config("tiny", codebook_negatives=7, codebook_combine_groups=True)
+    )
+    cfg = to_fairseq_config(values)
+    assert cfg["model"]["codebook_negatives"] == 7 and cfg["model"]["combine_groups"] is True
+    model = Wav2Vec2Pretraining(wav2vec2_config("tiny"))
+    back = fairseq_config(cfg, model.backbone.state_dict())
+    assert back["codebook_negatives"] == 7 and back["codebook_combine_groups"] is True

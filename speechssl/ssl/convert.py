@@ -358,6 +358,8 @@ def fairseq_config(cfg: dict[str, Any], backbone: dict[str, Tensor]) -> dict[str
         ("logit_temperature", "logit_temp", float),
         ("num_negatives", "num_negatives", int),
         ("cross_sample_negatives", "cross_sample_negatives", int),
+        ("codebook_negatives", "codebook_negatives", int),
+        ("codebook_combine_groups", "combine_groups", bool),
     ]:
         if m.get(theirs) is not None:
             out[ours] = cast(m[theirs])
@@ -406,6 +408,8 @@ def to_fairseq_config(config: dict[str, Any]) -> dict[str, Any]:
         "logit_temp": config["logit_temperature"],
         "num_negatives": config["num_negatives"],
         "cross_sample_negatives": config["cross_sample_negatives"],
+        "codebook_negatives": config["codebook_negatives"],
+        "combine_groups": config["codebook_combine_groups"],
     }
     return {
         "model": model,

@@ -30,6 +30,7 @@ from speechssl.nn.conv_encoder import (
     FeatureProjection,
     layer_norm_waveform,
 )
+from speechssl.nn.fbank_frontend import FbankFrontend
 from speechssl.nn.quantizer import GumbelVectorQuantizer
 from speechssl.nn.transformer import TransformerEncoder, TransformerOutput, bert_init
 from speechssl.ssl import SSLMethod, get_method, register_method
@@ -43,7 +44,11 @@ from speechssl.train.protocol import ModelOutput
 class Wav2Vec2Config:
     """wav2vec 2.0 settings; defaults are BASE (fairseq ``wav2vec2_base_librispeech``)."""
 
-    # feature encoder
+    # feature encoder: "cnn" (the 7-layer waveform CNN) or "fbank" (80-d log-Mel frames at
+    # 10 ms, ``fbank_stack`` of them concatenated: 20 ms frames, no parameters; MelHuBERT)
+    frontend: str = "cnn"
+    fbank_stack: int = 2
+    num_mel_bins: int = 80
     conv_layers: list[tuple[int, int, int]] = field(
         default_factory=lambda: list(WAV2VEC2_CONV_LAYERS)
     )  # (channels, kernel, stride) per conv block
@@ -83,17 +88,21 @@ class Wav2Vec2Config:
     codebook_groups: int = 2
     codebook_entries: int = 320
     codevector_dim: int = 0  # width of the concatenated codevector; 0 -> final_dim
+    codebook_combine_groups: bool = False  # one entry table shared by the codebooks
     gumbel_temperature: tuple[float, float, float] = (2.0, 0.5, 0.999995)  # start, end, decay
     final_dim: int = 256  # shared space of predictions and targets
     # contrastive loss
     num_negatives: int = 100  # from the same utterance's masked frames
     cross_sample_negatives: int = 0  # from any utterance of the batch
+    codebook_negatives: int = 0  # random codewords (one uniform entry per codebook), projected
     logit_temperature: float = 0.1
     diversity_weight: float = 0.1
     feature_penalty_weight: float = 10.0
     seed: int = 0  # masks and negatives: derived from (seed, num_updates, micro-batch, rank)
 
     def __post_init__(self) -> None:
+        if self.frontend not in ("cnn", "fbank"):
+            raise ValueError(f"frontend must be 'cnn' or 'fbank', not {self.frontend!r}")
         self.conv_layers = [tuple(int(v) for v in spec) for spec in self.conv_layers]
         self.gumbel_temperature = tuple(float(v) for v in self.gumbel_temperature)
 
@@ -148,9 +157,13 @@ class Wav2Vec2Model(nn.Module):
     def __init__(self, cfg: Wav2Vec2Config):
         super().__init__()
         self.cfg = cfg
-        self.feature_extractor = ConvFeatureEncoder(
-            cfg.conv_layers, cfg.extractor_mode, cfg.conv_bias
-        )
+        self.feature_extractor: ConvFeatureEncoder | FbankFrontend
+        if cfg.frontend == "fbank":
+            self.feature_extractor = FbankFrontend(cfg.num_mel_bins, cfg.fbank_stack)
+        else:
+            self.feature_extractor = ConvFeatureEncoder(
+                cfg.conv_layers, cfg.extractor_mode, cfg.conv_bias
+            )
         self.feature_projection = FeatureProjection(
             self.feature_extractor.output_dim,
             cfg.hidden_size,
@@ -195,7 +208,8 @@ class Wav2Vec2Model(nn.Module):
     def extract_features(
         self, wavs: torch.Tensor, wav_lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, S)`` samples -> ``(B, T, C)`` conv features (before the LayerNorm) and frames."""
+        """``(B, S)`` samples -> ``(B, T, C)`` conv (or stacked fbank) features, before the
+        LayerNorm, and ``(B,)`` frames."""
         if wav_lengths is None:
             wav_lengths = torch.full((wavs.shape[0],), wavs.shape[1], device=wavs.device)
         if self.cfg.normalize_waveform:
@@ -251,9 +265,11 @@ def _rows_to_batch(
 class Wav2Vec2Pretraining(MaskedPretraining):
     """Masked contrastive pretraining: ``forward(batch) -> ModelOutput``.
 
-    ``batch`` has ``wavs`` ``(B, S)`` and ``lengths`` ``(B,)``. Masks and negatives are drawn
-    from a generator seeded by ``(cfg.seed, num_updates, micro-batch index, rank)``, so a resumed
-    run draws the same ones; the Gumbel noise and dropout use torch's global RNG.
+    ``batch`` has ``wavs`` ``(B, S)``, ``lengths`` ``(B,)`` and ``utt_ids``. Masks, Gumbel
+    noise and negatives are drawn from a generator seeded by ``(cfg.seed, num_updates, the
+    batch's utterances)`` (:class:`~speechssl.ssl.masking.StepGenerators`), so a resumed run
+    and a DDP run draw the same ones as an uninterrupted single process; dropout uses torch's
+    global RNG.
     """
 
     method = "wav2vec2"
@@ -270,6 +286,7 @@ class Wav2Vec2Pretraining(MaskedPretraining):
             cfg.codebook_entries,
             vq_dim,
             cfg.gumbel_temperature,
+            cfg.codebook_combine_groups,
         )
         self.project_q = nn.Linear(vq_dim, cfg.final_dim)
         self.final_proj = nn.Linear(cfg.hidden_size, cfg.final_dim)
@@ -291,11 +308,23 @@ class Wav2Vec2Pretraining(MaskedPretraining):
             )
         return mask
 
+    def codebook_negatives(
+        self, codes: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T_m, K, final_dim)`` random projected codewords per masked frame (fairseq
+        ``codebook_negatives``) and ``(B, T_m, K)`` whether one is the positive's codeword."""
+        b, t_m, groups = codes.shape
+        k = self.cfg.codebook_negatives
+        words, idx = self.quantizer.sample_from_codebook(b * t_m * k, generator)
+        negs = self.project_q(words).view(b, t_m, k, -1)
+        same = (idx.view(b, t_m, k, groups) == codes.unsqueeze(2)).all(-1)
+        return negs, same
+
     def forward(self, batch: Any, generator: torch.Generator | None = None):
         """batch: ``wavs`` ``(B, S)``, ``lengths`` ``(B,)``. Returns ``ModelOutput`` with the
         loss summed over the S masked frames and ``sample_size`` = S."""
         cfg = self.cfg
-        gen = generator if generator is not None else self._generator()
+        gen = generator if generator is not None else self._generator(batch)
         enc = self.encode_masked(batch, gen)
         mask, hidden, feats = enc.mask, enc.hidden, enc.feats
 
@@ -304,7 +333,9 @@ class Wav2Vec2Pretraining(MaskedPretraining):
         pred = self.final_proj(
             hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[2]))
         )
-        q = self.quantizer(self.feature_dropout(enc.normed)[mask])  # targets: unmasked features
+        q = self.quantizer(
+            self.feature_dropout(enc.normed)[mask], gen
+        )  # targets: unmasked features
         all_valid = bool(valid.all())
         target, codes = _rows_to_batch(self.project_q(q.quantized), q.codes, valid, all_valid)
 
@@ -314,6 +345,9 @@ class Wav2Vec2Pretraining(MaskedPretraining):
         if cfg.cross_sample_negatives > 0:
             cross = sample_cross_negatives(counts, index.shape[1], cfg.cross_sample_negatives, gen)
             cross = cross.to(feats.device)
+        extra = extra_dup = None
+        if cfg.codebook_negatives > 0:
+            extra, extra_dup = self.codebook_negatives(codes, gen)
         out = contrastive_loss(
             pred,
             target,
@@ -322,6 +356,8 @@ class Wav2Vec2Pretraining(MaskedPretraining):
             valid=None if all_valid else valid,
             cross_neg_idx=cross,
             dup_key=codes,
+            extra_negatives=extra,
+            extra_dup=extra_dup,
         )
         sample_size = out.num_rows
         num_vars = self.quantizer.num_codevectors

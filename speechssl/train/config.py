@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 SCHEDULES = ("linear", "polynomial", "tri_stage", "constant")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 # Options that may change when a run is resumed (the data order and the schedule stay the same).
 OPERATIONAL = ("stop_after", "save_every", "keep_last", "log_every", "progress_bar", "num_workers")
@@ -51,8 +51,11 @@ class TrainerConfig:
     log_every: int = 50  # train.log line and TensorBoard scalars
     progress_bar: bool = True
     max_bad_steps: int = 10  # abort after this many consecutive steps with NaN/Inf loss or grads
-    # "auto": bf16 autocast on CUDA (when supported), fp32 on CPU
+    # "auto": bf16 autocast on CUDA (when supported), fp32 on CPU; "fp16": fp16 autocast with
+    # dynamic loss scaling (GradScaler: an overflowing update is skipped and the scale halved,
+    # doubled again after 2000 clean updates), for GPUs without bf16 (V100, T4)
     precision: str = "auto"
+    fp16_init_scale: float = 128.0  # fairseq's fp16_init_scale
     device: str = "auto"
     find_unused_parameters: bool = False  # DDP; for models that skip parameters in some steps
 

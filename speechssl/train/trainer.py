@@ -97,7 +97,11 @@ class Trainer:
         bf16_ok = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_ok)
         if self.use_bf16 and self.device.type == "cuda" and not bf16_ok:
-            raise TrainingError(f"{torch.cuda.get_device_name()} has no bf16; use precision: fp32")
+            raise TrainingError(f"{torch.cuda.get_device_name()} has no bf16; use precision: fp16")
+        self.use_fp16 = cfg.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, init_scale=cfg.fp16_init_scale, enabled=self.use_fp16
+        )
         self.model = model.to(self.device)
         self.ddp_model: torch.nn.Module = self.model
         if self.dist.enabled:
@@ -208,7 +212,8 @@ class Trainer:
         )
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+        dtype = torch.float16 if self.use_fp16 else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.use_bf16 or self.use_fp16)
 
     def _zeros(self) -> dict[str, torch.Tensor]:
         keys = ("loss", "sample_size", "batches")
@@ -238,7 +243,7 @@ class Trainer:
             with contextlib.nullcontext() if sync else self.ddp_model.no_sync():
                 with self._autocast():
                     out: ModelOutput = self.ddp_model(batch)
-                out.loss.backward()
+                self.scaler.scale(out.loss).backward()  # the loss itself unless fp16
             self._add(sums, out, batch)
         return sums
 
@@ -260,16 +265,28 @@ class Trainer:
         size = totals["sample_size"]
         if not math.isfinite(totals["loss"]) or size <= 0:
             return self._skip(micro, f"loss {totals['loss']} over sample size {size:g}")
+        self.scaler.unscale_(self.optimizer)  # no-op unless fp16
         scale = self.dist.world_size / size
         for p in self.params:
             if p.grad is not None:
                 p.grad.mul_(scale)
         max_norm = self.cfg.clip_norm if self.cfg.clip_norm > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+        if not math.isfinite(grad_norm) and self.use_fp16:
+            # an fp16 overflow: GradScaler skips the step and halves the scale; not a bad step
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.log.line(
+                f"update {self.num_updates + 1}: fp16 gradient overflow, update skipped, loss "
+                f"scale now {self.scaler.get_scale():g}"
+            )
+            return None
         if not math.isfinite(grad_norm):
             return self._skip(micro, f"gradient norm {grad_norm}")
         lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # optimizer.step() unless fp16
+        self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.num_updates += 1
@@ -313,6 +330,8 @@ class Trainer:
         for key, value in totals.items():
             if key.startswith("stat/"):  # mean over micro-batches and processes
                 record[key[5:]] = value / totals["batches"]
+        if self.use_fp16:
+            record["loss_scale"] = self.scaler.get_scale()
         if self.device.type == "cuda":
             record["gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         self.log.record(record)
@@ -369,7 +388,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "scaler": None,  # bf16 needs no loss scaling; kept for an fp16 GradScaler
+            "scaler": self.scaler.state_dict() if self.use_fp16 else None,  # bf16/fp32: none
             "rng": rng_by_rank[0],
             "rng_by_rank": rng_by_rank,
             "sampler": sampler_state,
@@ -398,6 +417,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.use_fp16 and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.num_updates = self._saved_at = int(state["num_updates"])
         self.sampler.load_state_dict(state["sampler"])
         self.epoch, self.batches_done = self.sampler.epoch, self.sampler.batches_done
