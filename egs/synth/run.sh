@@ -20,7 +20,8 @@ feat_name=fbank       # name of the feature set (its .done marker in each data d
 feat_dir=""           # where the ark/scp files go (default: <feat_name>, relative to this folder)
 exp=exp               # experiment folder (stage 3 writes <exp>/ssl/<method>_<size>/)
 skip_install=false    # stage 0 only checks, never installs
-ssl_method=hubert     # stage 3: hubert | wav2vec2 | data2vec | apc | tera | mockingjay (hubert probes best at tiny size)
+ssl_method=hubert     # stage 3: hubert | wav2vec2 | data2vec | tera | mockingjay | apc | cpc, a list
+                      # ("hubert,cpc") or all; stage 4 uses the first, stage 5 probes each (hubert probes best at tiny size)
 ssl_size=tiny         # stage 3: tiny (CPU) | base | large -> conf/ssl/<method>_<size>.yaml
 ssl_set=""            # stage 3: extra config overrides, e.g. "trainer.max_updates=50"
 asr_upstream=fbank    # stage 4: fbank | ssl (stage 3's exported upstream) | a path or HF folder
@@ -67,10 +68,22 @@ else
     || die "missing dependencies; run tools/install.sh (or stage 0)"
 fi
 
-# stage 3's exported upstream (HuBERT: its last iteration's); dies if stage 3 has not run
+# --ssl-method as a list: "all", or names separated by commas or spaces
+if [ "$ssl_method" = all ]; then
+  ssl_methods=(hubert wav2vec2 data2vec tera mockingjay apc cpc)
+else
+  read -r -a ssl_methods <<< "${ssl_method//,/ }"
+fi
+[ ${#ssl_methods[@]} -gt 0 ] || die "--ssl-method is empty"
+for method in "${ssl_methods[@]}"; do
+  [ -f "$RECIPE_DIR/conf/ssl/${method}_${ssl_size}.yaml" ] \
+    || die "--ssl-method $method --ssl-size $ssl_size: no conf/ssl/${method}_${ssl_size}.yaml (methods: hubert wav2vec2 data2vec tera mockingjay apc cpc, or all)"
+done
+
+# stage 3's exported upstream of method $1 (HuBERT: its last iteration's); dies if stage 3 has not run
 ssl_upstream() {
-  local dir=$exp/ssl/${ssl_method}_${ssl_size} path
-  if [ "$ssl_method" = hubert ]; then
+  local method=$1 dir=$exp/ssl/${1}_${ssl_size} path
+  if [ "$method" = hubert ]; then
     path=$(printf '%s\n' "$dir"/iter*/upstream.pt | sort -V | tail -n 1)
   else
     path=$dir/upstream.pt
@@ -120,21 +133,25 @@ if stage_on 2; then
   fi
 fi
 if stage_on 3; then
-  log "stage 3: $ssl_method pretraining ($ssl_size) on $data/asr/train_unlabeled"
-  hubert_opts=()
-  if [ "$ssl_size" = tiny ]; then  # CPU-sized: one iteration on MFCC clusters (see its YAML)
-    hubert_opts=(--hubert-iters 1 --hubert-clusters 100 --kmeans-opts "--n-init 1 --max-iter 30")
-  fi
-  bash "$SPEECHSSL_ROOT/recipes/ssl.sh" --method "$ssl_method" \
-    --config "conf/ssl/${ssl_method}_${ssl_size}.yaml" --nj "$nj" \
-    --train "$data/asr/train_unlabeled" --valid "$data/asr/dev" \
-    --exp "$exp/ssl/${ssl_method}_${ssl_size}" --overrides "$ssl_set" "${hubert_opts[@]}"
+  for method in "${ssl_methods[@]}"; do
+    log "stage 3: $method pretraining ($ssl_size) on $data/asr/train_unlabeled"
+    hubert_opts=()
+    if [ "$method" = hubert ] && [ "$ssl_size" = tiny ]; then  # CPU-sized: one iteration on MFCC clusters (see its YAML)
+      hubert_opts=(--hubert-iters 1 --hubert-clusters 100 --kmeans-opts "--n-init 1 --max-iter 30")
+    fi
+    start=$SECONDS
+    bash "$SPEECHSSL_ROOT/recipes/ssl.sh" --method "$method" \
+      --config "conf/ssl/${method}_${ssl_size}.yaml" --nj "$nj" \
+      --train "$data/asr/train_unlabeled" --valid "$data/asr/dev" \
+      --exp "$exp/ssl/${method}_${ssl_size}" --overrides "$ssl_set" "${hubert_opts[@]}"
+    log "  $method: stage 3 took $((SECONDS - start)) s"
+  done
 fi
 if stage_on 4; then
   case $asr_upstream in
     fbank) asr_name=fbank; upstream_spec=fbank; default_conf=conf/asr/fbank_blstm.yaml ;;
-    ssl) asr_name=${ssl_method}_${ssl_size}; default_conf=conf/asr/ssl_blstm.yaml
-         upstream_spec=$(ssl_upstream) ;;
+    ssl) asr_name=${ssl_methods[0]}_${ssl_size}; default_conf=conf/asr/ssl_blstm.yaml
+         upstream_spec=$(ssl_upstream "${ssl_methods[0]}") ;;
     *) asr_name=$(basename "$asr_upstream"); upstream_spec=$asr_upstream; default_conf=conf/asr/ssl_blstm.yaml ;;
   esac
   log "stage 4: ASR on $data/asr/train_labeled with upstream $upstream_spec"
@@ -146,8 +163,11 @@ fi
 if stage_on 5; then
   upstreams=()
   for up in $superb_upstreams; do
-    [ "$up" != ssl ] || up=$(ssl_upstream)
-    upstreams+=("$up")
+    if [ "$up" = ssl ]; then
+      for method in "${ssl_methods[@]}"; do upstreams+=("$(ssl_upstream "$method")"); done
+    else
+      upstreams+=("$up")
+    fi
   done
   opts=$superb_opts
   if "$superb_lm" && [[ ",$superb_tasks," == *,asr,* ]]; then
