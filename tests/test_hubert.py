@@ -218,3 +218,19 @@ def _conv_frames(samples: int) -> int:
     from speechssl.nn.conv_encoder import conv_output_lengths
 
     return int(conv_output_lengths(torch.tensor([samples]), SMALL["conv_layers"])[0])
+
+
+def test_sample_size_counts_every_weighted_term():
+    """fairseq's hubert_criterion: with both weights > 0 the sample size is masked + unmasked
+    labelled frames, counted here from the mask and the labels."""
+    batch = mfcc_like_batch()
+    for w_m, w_u in ((1.0, 0.0), (1.0, 0.5), (0.0, 1.0)):
+        torch.manual_seed(0)
+        model = HubertPretraining(small_config(pred_masked_weight=w_m, pred_nomask_weight=w_u))
+        out = model(batch, torch.Generator().manual_seed(4))
+        enc = model.encode_masked(batch, torch.Generator().manual_seed(4))
+        targets = model.frame_targets(batch, enc.lengths, enc.mask.shape[1])
+        labelled = targets != -100
+        masked, unmasked = int((enc.mask & labelled).sum()), int((~enc.mask & labelled).sum())
+        assert masked > 0 and unmasked > 0
+        assert out.sample_size == (masked if w_m else 0) + (unmasked if w_u else 0)

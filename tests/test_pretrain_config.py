@@ -84,3 +84,27 @@ def test_config_errors_are_one_line_naming_key_and_file(
 def test_misspelt_key_lists_the_allowed_fields(data_dir, tmp_path, capsys):
     assert _run(data_dir, tmp_path / "bad", TINY.replace("mask_length:", "mask_lenght:")) == 1
     assert "mask_length" in capsys.readouterr().err  # the field the user meant is offered
+
+
+CONF = Path(__file__).resolve().parents[1] / "egs" / "synth" / "conf" / "ssl"
+# YAMLs that deliberately differ from their preset: data2vec has no LARGE preset, its YAML
+# sets the LARGE dims over the BASE preset (data2vec_large.yaml's header)
+OVER_PRESET = {"data2vec_large.yaml": {"hidden_size", "num_layers", "num_heads", "ffn_dim"}}
+
+
+@pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_yaml_agrees_with_its_preset(path):
+    """A YAML's model values are the preset's (written out for the reader), so a value that
+    drifts from the method's reference preset (HuBERT LARGE once kept BASE's dropouts) fails."""
+    import dataclasses
+
+    import yaml
+
+    from speechssl.ssl import get_method
+
+    doc = yaml.safe_load(path.read_text())
+    method = get_method(doc["method"])
+    preset = dataclasses.asdict(method.make_config(doc.get("preset", "base")))
+    plain = lambda v: [plain(x) for x in v] if isinstance(v, list | tuple) else v  # noqa: E731
+    differ = {k for k, v in (doc.get("model") or {}).items() if plain(v) != plain(preset[k])}
+    assert differ == OVER_PRESET.get(path.name, set()), path.name

@@ -450,3 +450,28 @@ def test_fairseq_config_sets_combine_groups_and_codebook_negatives():
     model = Wav2Vec2Pretraining(wav2vec2_config("tiny"))
     back = fairseq_config(cfg, model.backbone.state_dict())
     assert back["codebook_negatives"] == 7 and back["codebook_combine_groups"] is True
+
+
+def test_a_row_with_one_masked_frame_is_left_out():
+    """require_same_masks=False: a row whose mask has one frame has no negative but itself; it
+    must not count as a correct zero-loss row (fairseq would draw the positive as negative)."""
+    torch.manual_seed(0)
+    model = Wav2Vec2Pretraining(Wav2Vec2Config(**SMALL, require_same_masks=False)).eval()
+    batch = batch_of([speechlike(0.5, 0), speechlike(0.5, 1)])
+    frames = int(model.backbone.output_lengths(batch.lengths)[0])
+    mask = torch.zeros(2, frames, dtype=torch.bool)
+    mask[0, 3:9] = True  # six masked frames
+    mask[1, 5] = True  # one
+    model.compute_mask = lambda *args, **kwargs: mask
+    out = model(batch, torch.Generator().manual_seed(0))
+    assert int(out.sample_size) == 6
+    assert 0 <= float(out.stats["accuracy"]) < 1  # 6 rows, not a free 7th
+
+
+def test_mask_dropout_after_equalising_as_fairseq():
+    """Every frame masked (p 1, spans of 1), then mask_dropout 0.5: fairseq un-masks
+    rint(5 * 0.5) = 2 of 5 frames (numpy's round-half-even), leaving 3; rows equalised first."""
+    mask = compute_mask_indices([5, 5], 5, 1.0, 1, 0, min_masks=0, mask_dropout=0.5)
+    assert mask.sum(1).tolist() == [3, 3]
+    mask = compute_mask_indices([7, 5], 7, 1.0, 1, 0, min_masks=0, mask_dropout=0.5)
+    assert mask.sum(1).tolist() == [3, 3]  # 7 and 5 -> equalised to 5 -> 3 kept

@@ -195,8 +195,9 @@ class HubertPretraining(MaskedPretraining):
             count = max(int(sel.sum()), 1)
             stats[f"loss_{name}"] = losses[name].detach() / count
             stats[f"acc_{name}"] = (logits.argmax(-1) == target).sum().float() / count
+        # fairseq's hubert_criterion: the frames of every loss term with a weight > 0
         sample_size = int((mask & labelled).sum()) if cfg.pred_masked_weight > 0 else 0
-        sample_size = sample_size or int((~mask & labelled).sum())
+        sample_size += int((~mask & labelled).sum()) if cfg.pred_nomask_weight > 0 else 0
         loss = (
             cfg.pred_masked_weight * losses["m"]
             + cfg.pred_nomask_weight * losses["u"]

@@ -56,7 +56,8 @@ def compute_mask_indices(
         rng: generator for every random draw.
         min_masks: least number of spans per utterance.
         require_same_masks: un-mask rows down to the batch minimum count.
-        mask_dropout: fraction of each row's masked frames randomly un-masked.
+        mask_dropout: fraction of each row's masked frames randomly un-masked (``rint(n · p)``
+            of its n, after the rows are equalised, as fairseq).
     Returns:
         ``(B, T)`` bool tensor (CPU), True = masked.
     """
@@ -76,17 +77,16 @@ def compute_mask_indices(
             span = max(size - num - 1, 1)
         starts = gen.choice(max(size - span, num), num, replace=False)
         idx = (starts[:, None] + np.arange(mask_length)[None, :]).reshape(-1)
-        idx = np.unique(idx[idx < size])
-        if mask_dropout > 0 and len(idx):
-            keep = int(round(len(idx) * (1 - mask_dropout)))
-            idx = np.sort(gen.choice(idx, keep, replace=False))
-        rows.append(idx)
+        rows.append(np.unique(idx[idx < size]))
     mask = np.zeros((len(sizes), max_len), dtype=bool)
     # empty utterances (no valid frames) do not pull every row down to zero
     fewest = min((len(r) for r, n in zip(rows, sizes) if n > 0), default=0)
     for b, idx in enumerate(rows):
         if require_same_masks and len(idx) > fewest:
             idx = gen.choice(idx, fewest, replace=False)
+        if mask_dropout > 0 and len(idx):  # after equalising, as fairseq: rint(n * p) holes
+            holes = int(np.rint(len(idx) * mask_dropout))
+            idx = gen.choice(idx, len(idx) - holes, replace=False)
         mask[b, idx] = True
     return torch.from_numpy(mask)
 

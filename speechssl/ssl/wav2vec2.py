@@ -333,13 +333,17 @@ class Wav2Vec2Pretraining(MaskedPretraining):
         pred = self.final_proj(
             hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[2]))
         )
-        q = self.quantizer(
-            self.feature_dropout(enc.normed)[mask], gen
-        )  # targets: unmasked features
+        # targets: the quantized unmasked features of the masked frames
+        q = self.quantizer(self.feature_dropout(enc.normed)[mask], gen)
         all_valid = bool(valid.all())
         target, codes = _rows_to_batch(self.project_q(q.quantized), q.codes, valid, all_valid)
 
         counts = valid.sum(1)
+        # a row with one masked frame has no in-utterance negative (every draw would be the
+        # positive itself, a zero loss counted as correct): it is left out of the loss
+        if bool((counts == 1).any()):
+            valid = valid & (counts >= 2)[:, None]
+            counts, all_valid = counts * (counts >= 2), False
         neg_idx = sample_negatives(counts, index.shape[1], cfg.num_negatives, gen)
         cross = None
         if cfg.cross_sample_negatives > 0:
