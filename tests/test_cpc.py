@@ -5,6 +5,8 @@ batch), the encoder's frame bookkeeping, padding, causality of the context, and
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,28 @@ def test_exported_upstream_is_the_backbone(pretrained, tmp_path):
         got = upstream(wavs, lengths)
     assert got.lengths.tolist() == [50, 30] and len(got.hidden_states) == 2
     assert float(got.hidden_states[1][1, 30:].abs().max()) == 0.0  # padding zeroed
+
+
+def test_pretrain_summary_reports_the_run(pretrained, tmp_path):
+    """tools/pretrain_summary.py on this run: the loss drop and accuracy of its log, and a
+    nonzero output variance (no collapse) from the exported upstream."""
+    exp, log = pretrained
+    run = tmp_path / "cpc_small"
+    run.mkdir()
+    (run / "train_log.jsonl").write_text((exp / "train_log.jsonl").read_text())
+    assert main(["export", str(exp / "checkpoints/last.pt"), str(run / "upstream.pt")]) == 0
+    data = make_data_dir(tmp_path / "data", speakers=2, per_speaker=2, seed=5)
+    tool = Path(__file__).resolve().parents[1] / "tools" / "pretrain_summary.py"
+    proc = subprocess.run(
+        [sys.executable, str(tool), "--data", str(data), str(run)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    row = proc.stdout.strip().splitlines()[-1].split("|")
+    first, last = (sum(r["loss"] for r in part) / 6 for part in (log[:6], log[-6:]))
+    assert row[1].strip() == "cpc_small" and row[2].strip() == "60"
+    assert float(row[3]) == pytest.approx(first, abs=1e-3)
+    assert float(row[4]) == pytest.approx(last, abs=1e-3)
+    assert row[6].strip().endswith("(acc_1)") and float(row[8]) > 1e-3

@@ -121,3 +121,18 @@ def test_bad_option_is_rejected(tmp_path):
         ["bash", str(RUN), "--no-such-option", "1"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode != 0 and "--no-such-option" in proc.stderr
+
+
+def test_stage3_takes_a_list_of_methods(reference):
+    """--ssl-method apc,cpc: stage 3 pretrains and exports each (a few updates); a name with no
+    config is one error line before anything runs."""
+    work = reference[0]
+    small = "trainer.max_updates=2 trainer.save_every=2 trainer.progress_bar=false"
+    proc = _run(work, "--stage", "3", "--stop-stage", "3", "--ssl-method", "apc,cpc",
+                "--ssl-set", small)  # fmt: skip
+    for method in ("apc", "cpc"):
+        assert (work / "exp" / "ssl" / f"{method}_tiny" / "upstream.pt").is_file()
+        assert f"{method}: stage 3 took" in proc.stderr
+    bad = subprocess.run(_cmd(work, "--stage", "3", "--stop-stage", "3", "--ssl-method",
+                              "tera,bogus"), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 1 and "no conf/ssl/bogus_tiny.yaml" in bad.stderr
