@@ -8,6 +8,7 @@ and argparse's usage errors.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from speechssl.commands import (
@@ -49,8 +50,34 @@ def _command_name(module) -> str:
     return module.__name__.rsplit(".", 1)[-1].replace("_", "-")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """The ``speechssl`` loggers' lines on whatever ``sys.stderr`` is at the time: INFO as
+    the message (``resumed from ... at update N``), warnings as ``WARNING: message``."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return message if record.levelno < logging.WARNING else f"{record.levelname}: {message}"
+
+
+def _log_to_terminal() -> None:
+    logger = logging.getLogger("speechssl")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    _log_to_terminal()
     # only the named command's parser is built: its library imports (torch) wait until needed
     chosen = [m for m in COMMANDS if argv and _command_name(m) == argv[0]]
     try:

@@ -24,7 +24,7 @@ from typing import Any
 from speechssl.asr.dataset import ASRDataset
 from speechssl.asr.model import ASRConfig, CTCModel, model_config, save_model
 from speechssl.asr.tokenizer import build_tokenizer, load_tokenizer
-from speechssl.data.kaldi import read_table
+from speechssl.data.kaldi import DataDirError, read_table
 from speechssl.train import Trainer, TrainerConfig
 from speechssl.train.rng import seed_everything
 from speechssl.upstream import load_upstream
@@ -53,7 +53,15 @@ def _tokenizer(cfg: ASRTrainConfig, train_dir: Path, exp_dir: Path):
     folder = exp_dir / "tokenizer"
     if (folder / "tokens.txt").is_file():
         return load_tokenizer(folder)  # a resumed run keeps its vocabulary
-    texts = list(read_table(train_dir / "text").values())
+    text_file = train_dir / "text"
+    if not text_file.is_file():
+        raise DataDirError(
+            f"{train_dir}: no 'text' file; ASR training needs transcripts (a Kaldi data dir "
+            f"with wav.scp and text; check it with `speechssl data validate {train_dir}`)"
+        )
+    texts = [t for t in read_table(text_file).values() if t.strip()]
+    if not texts:
+        raise DataDirError(f"{text_file}: no transcripts; ASR training needs some")
     return build_tokenizer(cfg.tokenizer.kind, texts, folder, cfg.tokenizer.vocab_size)
 
 

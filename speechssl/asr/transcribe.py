@@ -459,6 +459,7 @@ def iter_transcripts(
                     start=item.start,
                     end=item.end,
                     allow_pipes=allow_pipes,
+                    utt_id=item.id,
                 )
                 item = (item, wav)
                 seconds += len(wav) / SAMPLE_RATE

@@ -193,7 +193,19 @@ def validate(path: str | os.PathLike, check_audio: bool = True) -> list[Issue]:
     _check_speaker_prefix(path, tables["utt2spk"], issues)
     if check_audio:
         for row in tables["wav.scp"]:
-            if is_pipe(row.value) or not row.value:
+            if is_pipe(row.value):
+                issues.append(
+                    Issue(
+                        "warning",
+                        str(path / "wav.scp"),
+                        row.line,
+                        f"the entry of '{row.key}' is a shell pipe: it runs a command, so it is "
+                        "read only with an explicit opt-in (--allow-pipes)",
+                        "convert the audio to files, or pass --allow-pipes where offered",
+                    )
+                )
+                continue
+            if not row.value:
                 continue
             audio = row.value if os.path.isabs(row.value) else path / row.value
             if not os.path.isfile(audio):

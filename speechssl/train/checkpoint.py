@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from speechssl.errors import SpeechSSLError
 from speechssl.io import atomic_path, atomic_torch_save
 
 CHECKPOINT_FORMAT = "speechssl-checkpoint-v1"
@@ -30,7 +31,7 @@ _NUMBERED = re.compile(r"^ckpt-(\d+)\.pt$")
 log = logging.getLogger("speechssl.train")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SpeechSSLError, RuntimeError):
     """A checkpoint cannot be read or is not what was expected; the message names the file."""
 
 

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from speechssl.config import to_dict
 from speechssl.data.audio import SAMPLE_RATE
 from speechssl.data.dataset import LengthBucketSampler, collate
+from speechssl.errors import SpeechSSLError
 from speechssl.train.checkpoint import (
     check_plain,
     checkpoint_dir,
@@ -59,7 +60,7 @@ from speechssl.train.rng import (
 )
 
 
-class TrainingError(RuntimeError):
+class TrainingError(SpeechSSLError, RuntimeError):
     """Training cannot go on (e.g. too many consecutive NaN/Inf steps); the message says why."""
 
 
