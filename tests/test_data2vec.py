@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -137,15 +138,39 @@ def test_instance_norm_ignores_padding():
     assert torch.allclose(y[1, :6], alone[0], atol=1e-5) and (y[1, 6:] == 0).all()
 
 
-def test_loss_is_scaled_l2_over_masked_frames():
-    model = small_model()
-    out = model(batch())
-    assert torch.isfinite(out.loss) and out.sample_size > 0
-    assert out.loss.item() == pytest.approx(
-        float(out.stats["regression"]) * out.sample_size, rel=1e-4
-    )
-    for key in ("target_var", "pred_var", "ema_decay"):
-        assert key in out.stats
+def test_loss_recomputed_outside_the_model():
+    """data2vec's loss from its parts, written out here (fairseq data2vec_audio): the teacher
+    runs on the *unmasked* projected features; targets = the top-K teacher layers' FFN outputs,
+    each instance-normed over time, averaged; L2 over the masked frames only, summed over dims,
+    times 1/sqrt(D); plus the feature penalty."""
+    model = small_model(dropout=0.0, attention_dropout=0.0).eval()
+    b = batch()
+    out = model(b, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        feats, lengths = model.backbone.extract_features(b.wavs, b.lengths)
+        proj = model.backbone.feature_projection
+        y = proj.projection(proj.layer_norm(feats))
+        mask = model.compute_mask(lengths, feats.shape[1], torch.Generator().manual_seed(3))
+        student_in = torch.where(mask[..., None], model.backbone.mask_emb, y)
+        hidden = model.backbone.encoder(student_in, lengths).hidden_states[-1]
+        captured = []
+        hooks = [
+            layer.fc2.register_forward_hook(lambda m, i, o: captured.append(o))
+            for layer in model.teacher.layers
+        ]
+        model.teacher(y, lengths)
+        for h in hooks:
+            h.remove()
+        normed = [
+            (o - o.mean(1, keepdim=True)) / (o.var(1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+            for o in captured[-2:]
+        ]
+        target = (normed[0] + normed[1]) / 2
+        pred = model.final_proj(hidden[mask])
+        l2 = ((pred - target[mask]) ** 2).sum() / math.sqrt(pred.shape[-1])
+        pen = feats.pow(2).mean() * model.cfg.feature_penalty_weight * int(mask.sum())
+    assert out.sample_size == int(mask.sum()) > 0
+    assert float(out.loss) == pytest.approx(float(l2 + pen), rel=1e-4)
     assert 0.3 < float(out.stats["mask_fraction"]) < 0.7
 
 

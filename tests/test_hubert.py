@@ -96,10 +96,52 @@ def test_forward_backward_finite():
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    # unmasked weight 0: the loss is the masked CE plus the feature penalty
-    pen = 10.0 * out.stats["features_pen"] * out.sample_size
-    expected = out.stats["loss_m"] * out.sample_size + pen
-    assert torch.allclose(out.loss.detach(), expected, rtol=1e-4)
+
+
+def _hand_loss(model: HubertPretraining, batch: AudioBatch, seed: int) -> tuple[float, int]:
+    """HuBERT's loss written out here (fairseq hubert + hubert_criterion, weights 1 / 0):
+    cross-entropy of cosine(final_proj(h), label embedding) / 0.1 over masked labelled frames,
+    the label of frame t being labels[floor(t * 100 / 50)], plus 10 * mean(conv feats^2) * S."""
+    with torch.no_grad():
+        feats, lengths = model.backbone.extract_features(batch.wavs, batch.lengths)
+        proj = model.backbone.feature_projection
+        y = proj.projection(proj.layer_norm(feats))
+        mask = model.compute_mask(lengths, feats.shape[1], torch.Generator().manual_seed(seed))
+        x = torch.where(mask[..., None], model.backbone.mask_emb, y)
+        hidden = model.backbone.encoder(x, lengths).hidden_states[-1]
+        total, count = 0.0, 0
+        for b in range(len(lengths)):
+            for t in range(int(lengths[b])):
+                label = int(batch.labels[b, 2 * t]) if 2 * t < batch.label_lengths[b] else -100
+                if not mask[b, t] or label < 0:
+                    continue
+                p = model.final_proj(hidden[b, t])
+                cos = torch.cosine_similarity(p[None], model.label_embs_concat, dim=-1) / 0.1
+                total += float(torch.logsumexp(cos, 0) - cos[label])
+                count += 1
+        valid = torch.arange(feats.shape[1])[None, :] < lengths[:, None]
+        pen = float(feats.pow(2).mean(-1)[valid].mean()) * 10.0 * count
+    return total + pen, count
+
+
+def test_loss_recomputed_outside_the_model_and_blind_to_unmasked_labels():
+    torch.manual_seed(0)
+    model = HubertPretraining(small_config(dropout=0.0, attention_dropout=0.0)).eval()
+    batch = mfcc_like_batch()
+    out = model(batch, torch.Generator().manual_seed(2))
+    expected, count = _hand_loss(model, batch, 2)
+    assert out.sample_size == count > 0
+    assert float(out.loss) == pytest.approx(expected, rel=1e-4)
+    # unmasked weight 0: other labels on the unmasked frames leave the loss as it is
+    enc = model.encode_masked(batch, torch.Generator().manual_seed(2))
+    relabelled = mfcc_like_batch()
+    for b in range(3):
+        for t in range(int(enc.lengths[b])):
+            if not enc.mask[b, t] and 2 * t < relabelled.label_lengths[b]:
+                relabelled.labels[b, 2 * t : 2 * t + 2] = (relabelled.labels[b, 2 * t] + 3) % 8
+    changed = model(relabelled, torch.Generator().manual_seed(2))
+    assert not torch.equal(relabelled.labels, batch.labels)
+    assert float(changed.loss) == pytest.approx(float(out.loss), rel=1e-6)
 
 
 def test_loss_is_cross_entropy_over_cosine_logits():

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import require_module
 
-transformers = pytest.importorskip("transformers")
+transformers = require_module("transformers")
 
 from speechssl.nn.conv_encoder import layer_norm_waveform  # noqa: E402
 from speechssl.ssl.convert_families import data2vec_to_fairseq, hubert_to_fairseq  # noqa: E402

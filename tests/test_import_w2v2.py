@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from conftest import require_module
 
 from speechssl.nn import layer_norm_waveform
 from speechssl.ssl.convert import (
@@ -20,8 +21,8 @@ from speechssl.ssl.convert import (
 from speechssl.ssl.wav2vec2 import Wav2Vec2Pretraining, config_from_dict
 from speechssl.upstream import SSLUpstream, UpstreamError, load_upstream
 
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("safetensors")
+transformers = require_module("transformers")
+require_module("safetensors")
 
 VARIANTS = [("group", False), ("layer", False), ("group", True), ("layer", True)]
 

@@ -10,14 +10,13 @@ import statistics
 import matplotlib.image
 import pytest
 import torch
+from conftest import require_module
 
 from speechssl.cli import command_main
 from speechssl.superb.runner import SuperbConfig, lr_grid, run_superb, upstream_name
 from speechssl.upstream import load_upstream
 
 main = command_main("superb")  # speechssl superb ARGV
-
-transformers = pytest.importorskip("transformers")
 
 
 def run_results(task_dir):
@@ -127,6 +126,7 @@ def test_per_task_probe_settings_override_the_arguments(synth_corpus, tmp_path):
 
 
 def tiny_hf_wav2vec2(folder):
+    transformers = require_module("transformers")  # only this test needs it
     config = transformers.Wav2Vec2Config(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         conv_dim=(32, 32, 32), conv_kernel=(10, 4, 4), conv_stride=(5, 4, 4),

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / "tools"
@@ -82,7 +83,7 @@ def _corpus() -> list[str]:
 
 
 def test_lmplz_and_build_binary_make_models_kenlm_loads(tmp_path: Path):
-    kenlm = pytest.importorskip("kenlm")
+    kenlm = require_module("kenlm")
     lmplz, build_binary = kenlm_program("lmplz"), kenlm_program("build_binary")
     sentences = _corpus()
     assert len(sentences) == 50

@@ -475,3 +475,45 @@ def test_mask_dropout_after_equalising_as_fairseq():
     assert mask.sum(1).tolist() == [3, 3]
     mask = compute_mask_indices([7, 5], 7, 1.0, 1, 0, min_masks=0, mask_dropout=0.5)
     assert mask.sum(1).tolist() == [3, 3]  # 7 and 5 -> equalised to 5 -> 3 kept
+
+
+def test_total_loss_recomputed_fairseq_style():
+    """The whole wav2vec 2.0 loss written out here as fairseq computes it: negatives gathered
+    into a (K+1)-candidate tensor, cosine / 0.1, -inf where a negative equals the positive,
+    cross-entropy summed over masked frames; + 0.1 * S * (GV - prob_perplexity) / GV with the
+    perplexity of the batch-averaged softmax per codebook; + 10 * S * mean(conv features^2)."""
+    from speechssl.kernels.contrastive import sample_negatives
+
+    torch.manual_seed(0)
+    model = Wav2Vec2Pretraining(Wav2Vec2Config(**SMALL, dropout=0.0)).eval()
+    batch = batch_of([speechlike(0.6, 0), speechlike(0.6, 1)])
+    out = model(batch, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        feats, lengths = model.backbone.extract_features(batch.wavs, batch.lengths)
+        normed = model.backbone.feature_projection.layer_norm(feats)
+        y = model.backbone.feature_projection.projection(normed)
+        gen = torch.Generator().manual_seed(5)
+        mask = model.compute_mask(lengths, feats.shape[1], gen)
+        x = torch.where(mask[..., None], model.backbone.mask_emb, y)
+        hidden = model.backbone.encoder(x, lengths).hidden_states[-1]
+        b, t_m = 2, int(mask[0].sum())
+        pred = model.final_proj(hidden[mask]).view(b, t_m, -1)
+        logits_q = model.quantizer.weight_proj(normed[mask]).view(-1, 2, 16)
+        codes = logits_q.argmax(-1)
+        words = torch.cat([model.quantizer.codevectors[g][codes[:, g]] for g in range(2)], -1)
+        target = model.project_q(words).view(b, t_m, -1)
+        neg = sample_negatives(torch.tensor([t_m, t_m]), t_m, 10, gen)
+        total = 0.0
+        for r in range(b):
+            for t in range(t_m):
+                cands = torch.cat([target[r, t][None], target[r, neg[r, t]]])
+                logit = torch.cosine_similarity(pred[r, t][None], cands, dim=-1) / 0.1
+                same = (cands[1:] == target[r, t]).all(-1)
+                logit[1:][same] = float("-inf")
+                total += float(torch.logsumexp(logit, 0) - logit[0])
+        avg = logits_q.softmax(-1).mean(0)  # (G, V)
+        ppl = torch.exp(-(avg * torch.log(avg + 1e-7)).sum(-1)).sum()
+        s = b * t_m
+        expected = total + 0.1 * s * float((32 - ppl) / 32) + 10 * s * float(feats.pow(2).mean())
+    assert int(out.sample_size) == s
+    assert float(out.loss) == pytest.approx(expected, rel=1e-4)

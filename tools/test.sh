@@ -9,4 +9,4 @@ bash tools/install.sh
 ruff check .
 ruff format --check .
 lint-imports  # the package's layers ([tool.importlinter] in pyproject.toml)
-python -m pytest -q "$@"
+python -m pytest -q -rs "$@"  # -rs: every skip is listed with its reason
