@@ -52,8 +52,10 @@ for up in "${upstreams[@]}"; do
   todo_list=$(IFS=,; echo "${todo[*]}")
   log "$name: probing $todo_list (logs: $exp/$name/<task>/log.txt)"
   # one process for all tasks: the upstream loads once; finished (lr, seed) runs are skipped
+  # on a terminal each probe run shows a moving line (task k/N, run j/M, updates, ETA); the
+  # per-evaluation lines go to the task's log.txt only
   speechssl superb --upstream "$up" --name "$name" --task "$todo_list" "${args[@]}" "${extra[@]}" \
-    2> >(grep -v ' step [0-9]*:' >&2) || die "$name failed; see $exp/$name/<task>/log.txt"
+    || die "$name failed; see $exp/$name/<task>/log.txt"
   for task in "${todo[@]}"; do
     mark_done "$exp/$name/$task/.done" "steps=${steps:-protocol} lrs=${lrs:-grid} seeds=$seeds"
   done

@@ -4,8 +4,11 @@ merged report, the command line and its errors, and an HF model folder as the up
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 import statistics
+import sys
 
 import matplotlib.image
 import pytest
@@ -182,3 +185,23 @@ def test_same_seed_same_run_other_seed_other_run(synth_corpus, tmp_path):
     a, b, c = (run_results(tmp_path / x / "fbank_no_cmvn" / "ks")[0] for x in "abc")
     assert a["curve"] == b["curve"] and a["test"] == b["test"]
     assert a["curve"] != c["curve"]
+
+
+def test_a_terminal_sees_a_moving_progress_line(synth_corpus, tmp_path, monkeypatch):
+    """On a terminal each probe run is one tqdm line (task k/N, run j/M, updates); the
+    per-evaluation lines go to the task's log.txt and not to the terminal."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["--upstream", "fbank_no_cmvn", "--task", "er", "--data", str(synth_corpus)]
+    argv += ["--exp", str(tmp_path), "--steps", "4", "--lrs", "1e-3,1e-2", "--eval-every", "2"]
+    assert main(argv + ["--device", "cpu"]) == 0
+    shown = terminal.getvalue()
+    assert "fbank_no_cmvn er (task 1/1) run 1/2" in shown and "run 2/2" in shown
+    assert re.search(r" \d/4 ", shown) and "\r" in shown  # tqdm's updates/total, redrawn
+    assert " step 2: train loss" not in shown
+    assert " step 2: train loss" in (tmp_path / "fbank_no_cmvn" / "er" / "log.txt").read_text()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import WeightedRandomSampler
+from tqdm import tqdm
 
 from speechssl.data.audio import SAMPLE_RATE
 from speechssl.data.dataset import AudioDataset, LengthBucketSampler, collate
@@ -275,7 +277,20 @@ def train_probe(
     crop_rng = np.random.default_rng([config.seed, 1])
     best, best_state, best_dev, best_step = None, None, {}, 0
     curve, losses = [], []
+    # a moving line on a terminal (task, run, update, elapsed, ETA); the lines stay in log.txt
+    bar = tqdm(
+        total=config.steps,
+        desc=getattr(log, "status", "") or task.name,
+        unit="upd",
+        file=sys.stderr,
+        leave=False,
+        disable=None,  # off when stderr is not a terminal
+        mininterval=1.0,
+        dynamic_ncols=True,
+    )
+    detail = getattr(log, "quiet", log)
     for step in range(1, config.steps + 1):
+        bar.update()
         batch = make_batch(task, train, next(batches), featurizer, True, crop_rng)
         loss_sum, units = task.loss(head, batch)
         loss = loss_sum / max(units, 1)
@@ -296,10 +311,12 @@ def train_probe(
             train_loss = float(np.mean(losses)) if losses else float("nan")
             curve.append({"step": step, "train_loss": train_loss, "dev": dev[task.metric]})
             losses = []
-            log(
+            detail(
                 f"step {step}: train loss {train_loss:.4f}, dev {task.metric} "
                 f"{dev[task.metric]:.2f}{' (best)' if improved else ''}"
             )
+            bar.set_postfix_str(f"dev {task.metric} {dev[task.metric]:.2f}", refresh=False)
+    bar.close()
     for key, module in modules.items():
         module.load_state_dict(best_state[key])
     test = evaluate(task, head, featurizer, splits["test"], config.batch_size)

@@ -125,16 +125,25 @@ class _Log:
     def __init__(self, path: Path | None = None, prefix: str = ""):
         self.path, self.prefix = path, prefix
 
-    def __call__(self, message: str) -> None:
+    status = ""  # where the sweep is ("task 2/8, run 3/3"), shown on the progress line
+
+    def __call__(self, message: str, terminal: bool = True) -> None:
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.prefix}{message}"
-        print(line, file=sys.stderr, flush=True)
+        if terminal:
+            print(line, file=sys.stderr, flush=True)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
 
-    def child(self, prefix: str) -> _Log:
-        return _Log(self.path, self.prefix + prefix)
+    def quiet(self, message: str) -> None:
+        """To ``log.txt`` only (per-evaluation lines; the terminal shows a progress line)."""
+        self(message, terminal=False)
+
+    def child(self, prefix: str, status: str | None = None) -> _Log:
+        child = _Log(self.path, self.prefix + prefix)
+        child.status = self.status if status is None else status
+        return child
 
 
 def _fold_name(fold: dict[str, Path], k: int, num_folds: int) -> str | None:
@@ -278,6 +287,7 @@ def _sweep(
 ) -> tuple[list[dict], list[float]]:
     """Every fold x lr x seed of one task (finished runs are read back); runs and chances."""
     runs, chances = [], []
+    total, done = len(folds) * len(lrs) * len(seeds), 0
     for k, fold in enumerate(folds):
         fold_name = _fold_name(fold, k, len(folds))
         flog = log.child(f"{fold_name} ") if fold_name else log
@@ -291,10 +301,12 @@ def _sweep(
                     flog(f"lr {lr:.2e} seed {seed}: done already")
                 else:
                     splits = splits or features.splits(task, fold, flog)
-                    rlog = flog.child(f"lr {lr:.2e} seed {seed}: ")
+                    status = f"{log.status}run {done + 1}/{total}"
+                    rlog = flog.child(f"lr {lr:.2e} seed {seed}: ", status)
                     probe = ProbeConfig(lr=lr, seed=seed, **config)
                     result = train_probe(task, splits, probe, run_dir, rlog, features.upstream)
                 runs.append({**result, "fold": fold_name})
+                done += 1
     return runs, chances
 
 
@@ -351,9 +363,10 @@ def run_superb(
         cache_layers=None if layer is None or live else [layer % num_states],
     )  # fmt: skip
     summaries = []
-    for task in task_objs:
+    for k, task in enumerate(task_objs):
         task_dir = exp / name / task.name
         log = _Log(task_dir / "log.txt", f"[{name} {task.name}] ")
+        log.status = f"{name} {task.name} (task {k + 1}/{len(task_objs)}) "
         own = probe_settings.get(task.name, {})
         task_lrs = own.get("lrs") or cfg.lrs or lr_grid(task.default_lr)
         task_steps = own.get("steps") or cfg.steps or task.default_steps
