@@ -1,6 +1,10 @@
 """SUPERB speaker verification (SV / ASV): an x-vector trained with AM-softmax over the training
-speakers; trials scored by the cosine of utterance embeddings (s3prl ``sv_voxceleb1``,
-``configs/amsoftmax.yaml``).
+speakers; trials scored by the cosine of utterance embeddings. The task, loss and scoring follow
+s3prl ``sv_voxceleb1`` (``configs/amsoftmax.yaml``); **the head is ours, not s3prl's**: s3prl
+builds its own x-vector (ReLU TDNN layers + an utterance-level statistics pooling), while this
+probe uses speechbrain's ``Xvector`` and ECAPA cosine ``Classifier`` (speechbrain is a chosen
+dependency, and its x-vector is the field's reference implementation). Results are labelled as
+this toolkit's, not comparable to the SUPERB leaderboard's SV column.
 
 - Head: Linear(D -> 512), then speechbrain's ``Xvector`` (5 TDNN layers, context 5/3/3/1/1,
   dilation 1/2/3/1/1, 512/512/512/512/1500 channels, mean+std statistics pooling over the valid
