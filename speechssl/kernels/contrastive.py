@@ -23,8 +23,8 @@ Two exact implementations:
   ``chunk_elements``, rows are processed in chunks of ``n`` so the Gram never exceeds it.
 
 ``backend="auto"`` picks a registered fused kernel for the tensors' device if there is one
-(:func:`register_backend`; none ship yet, the place for a future Triton/CUDA kernel), else
-``"torch"``.
+(:func:`register_backend`): on CUDA the Triton kernel of
+:mod:`speechssl.kernels.contrastive_triton` (imported on first use), else ``"torch"``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,14 @@ def register_backend(name: str, device_type: str, fn: ContrastiveBackend) -> Non
     """Register a fused implementation with :func:`contrastive_loss`'s signature (minus
     ``backend``) for ``device_type`` ("cuda", ...); ``backend="auto"`` then prefers it there."""
     _FUSED_BACKENDS.setdefault(device_type, {})[name] = fn
+
+
+def _load_fused_kernels() -> None:
+    """Import (and so register) the Triton kernel module once; without Triton, nothing."""
+    try:
+        import speechssl.kernels.contrastive_triton  # noqa: F401
+    except ImportError:
+        pass
 
 
 def sample_negatives(
@@ -355,6 +363,8 @@ def contrastive_loss(
         chunk_elements=chunk_elements,
         similarity=similarity,
     )
+    if backend == "triton" or (backend == "auto" and x.device.type == "cuda"):
+        _load_fused_kernels()
     if backend == "auto":
         fused = _FUSED_BACKENDS.get(x.device.type)
         if fused:
