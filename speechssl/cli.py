@@ -21,6 +21,7 @@ from speechssl.commands import (
     lm,
     prepare,
     pretrain,
+    pseudo_label,
     superb,
     synth,
     transcribe,
@@ -29,7 +30,7 @@ from speechssl.errors import SpeechSSLError
 
 # in the order ``speechssl --help`` lists them; a module's name is its command's, "_" -> "-"
 COMMANDS = (data, synth, features, kmeans, pretrain, export, asr_train, asr_decode, lm,
-            transcribe, superb, prepare)  # fmt: skip
+            pseudo_label, transcribe, superb, prepare)  # fmt: skip
 ERRORS = (SpeechSSLError, OSError, ValueError, KeyError)
 
 

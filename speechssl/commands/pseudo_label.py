@@ -1,0 +1,42 @@
+"""``speechssl pseudo-label``: teachers' n-best lists -> a filtered, pseudo-labelled data dir."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "pseudo-label",
+        help="combine teachers' n-best lists, filter, write a pseudo-labelled data dir",
+        description="Combine one or more teachers' decodes (nbest.jsonl of `speechssl "
+        "asr-decode`) of an unlabeled data dir into pseudo-labels, filter them, and write the "
+        "kept utterances as a data dir with text, utt2weight and pseudo_label.json.",
+    )
+    p.add_argument("--data", required=True, help="the unlabeled data dir the teachers decoded")
+    p.add_argument("--teacher", action="append", required=True, metavar="DECODE_DIR",
+                   help="a teacher's decode dir with nbest.jsonl (repeat for an ensemble)")  # fmt: skip
+    p.add_argument("--out", required=True, help="output data dir")
+    p.add_argument("--combine", default="fusion", choices=("best", "fusion", "vote"))
+    p.add_argument("--temperature", type=float, default=1.0, help="of the n-best posteriors")
+    p.add_argument("--min-wps", type=float, default=0.5, help="fewest words per second kept")
+    p.add_argument("--max-wps", type=float, default=6.0, help="most words per second kept")
+    p.add_argument("--loop-ngram", type=int, default=2, help="n-gram size of the loop filter")
+    p.add_argument("--loop-count", type=int, default=3, help="repeats that make a loop")
+    p.add_argument("--drop-lowest", type=float, default=10.0,
+                   help="percent of utterances dropped by lowest confidence")  # fmt: skip
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechssl.asr.pseudo_label import FilterConfig, PseudoLabelConfig, pseudo_label
+
+    filters = FilterConfig(
+        args.min_wps, args.max_wps, args.loop_ngram, args.loop_count, args.drop_lowest
+    )
+    cfg = PseudoLabelConfig(args.combine, args.temperature, filters)
+    for row in pseudo_label(args.data, args.teacher, args.out, cfg):
+        wer = "" if row["wer"] is None else f", pseudo-label WER of the kept {row['wer']:.2f}%"
+        print(f"{row['step']:10s} removed {row['removed']:4d}, kept {row['kept']:4d}{wer}")
+    print(f"wrote {args.out} (text, utt2weight, pseudo_label.json)")
+    return 0
