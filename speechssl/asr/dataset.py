@@ -61,3 +61,58 @@ class ASRDataset(AudioDataset):
     def _check_label_count(self, path, utt, found, samples) -> None:
         """Token targets are not tied to the frame rate; CTC only needs enough frames, which the
         loss's ``zero_infinity`` handles."""
+
+
+class JointASRDataset(torch.utils.data.Dataset):
+    """Labeled and pseudo-labelled utterances in one epoch, for self-training.
+
+    The labeled set is repeated so that about ``labeled_ratio`` of an epoch's utterances are
+    labeled (``labeled_ratio / (1 - labeled_ratio) * len(pseudo)`` labeled items, at least one
+    pass); batches are still length-bucketed over the mix, so a batch's ratio varies around it.
+    Every item carries a loss weight: 1 for a labeled utterance, ``pseudo_scale`` times its
+    ``utt2weight`` value (the pseudo-label's confidence; 1 when absent or ``confidence=False``)
+    for a pseudo-labelled one.
+    """
+
+    def __init__(
+        self,
+        labeled: ASRDataset,
+        pseudo: ASRDataset,
+        labeled_ratio: float = 0.5,
+        pseudo_scale: float = 1.0,
+        confidence: bool = True,
+    ):
+        if not 0.0 < labeled_ratio < 1.0:
+            raise ValueError(f"labeled_ratio must be in (0, 1), found {labeled_ratio}")
+        self.labeled, self.pseudo = labeled, pseudo
+        self.sample_rate = labeled.sample_rate
+        repeats = max(1, round(labeled_ratio / (1 - labeled_ratio) * len(pseudo) / len(labeled)))
+        self.index = [(0, i) for _ in range(repeats) for i in range(len(labeled))]
+        self.index += [(1, j) for j in range(len(pseudo))]
+        table = pseudo.data.tables.get("utt2weight", {}) if confidence else {}
+        try:
+            self.weights = {u: pseudo_scale * float(table.get(u, 1.0)) for u in pseudo.utt_ids}
+        except ValueError as e:
+            raise DataDirError(f"{pseudo.data.path}/utt2weight: not a number ({e})") from None
+        self.utt_ids = [(labeled, pseudo)[s].utt_ids[i] for s, i in self.index]
+        self.num_labeled = repeats * len(labeled)
+
+    @property
+    def durations(self) -> list[float]:
+        sets = (self.labeled.durations, self.pseudo.durations)
+        return [sets[s][i] for s, i in self.index]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices):
+        items = []
+        for k in indices:
+            source, i = self.index[k]
+            item = (self.labeled, self.pseudo)[source].load(i)
+            item.weight = 1.0 if source == 0 else self.weights[item.utt_id]
+            items.append(item)
+        return items

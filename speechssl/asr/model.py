@@ -168,15 +168,18 @@ class CTCModel(nn.Module):
             raise ValueError("CTC training needs token targets (an ASRDataset)")
         logp, lengths = self.logprobs(batch.wavs, batch.lengths)
         targets, target_lengths = batch.labels, batch.label_lengths
+        weights = getattr(batch, "weights", None)
         loss = F.ctc_loss(
             logp.transpose(0, 1),
             targets.clamp(min=0),
             lengths,
             target_lengths,
             blank=0,
-            reduction="sum",
+            reduction="sum" if weights is None else "none",
             zero_infinity=True,  # an utterance with fewer frames than tokens contributes 0
         )
+        if weights is not None:  # pseudo-labelled utterances count by their weight
+            loss = (loss * weights.to(loss.dtype)).sum()
         stats: dict[str, Any] = {}
         if not self.training:
             stats["token_error_rate"] = _greedy_token_error_rate(logp, lengths, batch)

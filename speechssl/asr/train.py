@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechssl.asr.dataset import ASRDataset
+from speechssl.asr.dataset import ASRDataset, JointASRDataset
 from speechssl.asr.model import ASRConfig, CTCModel, model_config, save_model
 from speechssl.asr.tokenizer import build_tokenizer, load_tokenizer
 from speechssl.data.kaldi import DataDirError, read_table
@@ -39,6 +39,10 @@ class TokenizerConfig:
 @dataclass
 class ASRDataConfig:
     max_seconds: float | None = 30.0  # drop longer training utterances (memory)
+    # self-training (`asr-train --unlabeled DIR`, a `speechssl pseudo-label` data dir):
+    labeled_ratio: float = 0.5  # fraction of an epoch's utterances from the labeled set
+    pseudo_scale: float = 1.0  # loss weight of a pseudo-labelled utterance (times confidence)
+    pseudo_confidence: bool = True  # weight each pseudo label by its utt2weight
 
 
 @dataclass
@@ -71,12 +75,25 @@ def asr_train(
     exp_dir: str | os.PathLike,
     valid_dir: str | os.PathLike | None = None,
     resume: bool = True,
+    unlabeled_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Train a CTC model; returns the Trainer's summary plus ``model`` (the saved model path)."""
+    """Train a CTC model; returns the Trainer's summary plus ``model`` (the saved model path).
+    With ``unlabeled_dir`` (pseudo-labelled: ``text`` + ``utt2weight``), train on both sets:
+    see :class:`~speechssl.asr.dataset.JointASRDataset`; the tokenizer comes from the labeled
+    transcripts only."""
     train_dir, exp_dir = Path(train_dir), Path(exp_dir)
     seed_everything(cfg.trainer.seed)
     tokenizer = _tokenizer(cfg, train_dir, exp_dir)
     train_set = ASRDataset(train_dir, tokenizer, cfg.data.max_seconds)
+    if unlabeled_dir is not None:  # labeled + pseudo-labelled, weighted (self-training)
+        pseudo = ASRDataset(unlabeled_dir, tokenizer, cfg.data.max_seconds)
+        train_set = JointASRDataset(
+            train_set,
+            pseudo,
+            cfg.data.labeled_ratio,
+            cfg.data.pseudo_scale,
+            cfg.data.pseudo_confidence,
+        )
     valid_set = ASRDataset(valid_dir, tokenizer) if valid_dir is not None else None
     model = CTCModel(load_upstream(cfg.model.upstream), tokenizer.tokens, cfg.model)
     trainer = Trainer(

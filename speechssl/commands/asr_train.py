@@ -18,6 +18,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_config_options(p, "egs/synth/conf/asr/fbank_blstm.yaml")
     p.add_argument("--data", required=True, help="training data dir (with text)")
     p.add_argument("--valid", help="validation data dir (with text)")
+    p.add_argument(
+        "--unlabeled",
+        help="pseudo-labelled data dir (`speechssl pseudo-label`) to train on with --data "
+        "(self-training; data.labeled_ratio, data.pseudo_scale, data.pseudo_confidence)",
+    )
     p.add_argument("--exp", required=True, help="experiment dir")
     p.add_argument("--upstream", help="overrides model.upstream (fbank, a checkpoint, HF folder)")
     return p
@@ -30,5 +35,6 @@ def run(args: argparse.Namespace) -> int:
     overrides = args.set + ([f"model.upstream={args.upstream}"] if args.upstream else [])
     cfg = load_config(ASRTrainConfig, args.config, overrides)
     save_config(cfg, Path(args.exp) / "config.yaml")
-    print(json.dumps(asr_train(cfg, args.data, args.exp, args.valid), default=str))
+    result = asr_train(cfg, args.data, args.exp, args.valid, unlabeled_dir=args.unlabeled)
+    print(json.dumps(result, default=str))
     return 0

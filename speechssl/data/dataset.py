@@ -39,6 +39,7 @@ class AudioBatch:
     labels: ``(B, L)`` long frame labels padded with -100, or None.
     label_lengths: ``(B,)`` long, labels per utterance, or None.
     speakers: each utterance's speaker (``utt2spk``), in batch order, or None.
+    weights: ``(B,)`` float per-utterance loss weights (pseudo-label confidences), or None.
     """
 
     wavs: torch.Tensor
@@ -47,6 +48,7 @@ class AudioBatch:
     labels: torch.Tensor | None = None
     label_lengths: torch.Tensor | None = None
     speakers: list[str] | None = None
+    weights: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -59,6 +61,7 @@ class AudioBatch:
             labels=None if self.labels is None else fn(self.labels),
             label_lengths=None if self.label_lengths is None else fn(self.label_lengths),
             speakers=None if self.speakers is None else list(self.speakers),
+            weights=None if self.weights is None else fn(self.weights),
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> AudioBatch:
@@ -77,6 +80,7 @@ class AudioItem:
     wav: torch.Tensor
     labels: torch.Tensor | None = None
     speaker: str | None = None
+    weight: float | None = None  # loss weight (a pseudo-label's confidence)
 
 
 def collate(items: Sequence[AudioItem]) -> AudioBatch:
@@ -96,7 +100,11 @@ def collate(items: Sequence[AudioItem]) -> AudioBatch:
     speakers = None
     if all(it.speaker is not None for it in items):
         speakers = [str(it.speaker) for it in items]
-    return AudioBatch(wavs, lengths, [it.utt_id for it in items], labels, label_lengths, speakers)
+    weights = None
+    if all(it.weight is not None for it in items):
+        weights = torch.tensor([float(it.weight) for it in items], dtype=torch.float32)
+    ids = [it.utt_id for it in items]
+    return AudioBatch(wavs, lengths, ids, labels, label_lengths, speakers, weights)
 
 
 class BatchIndices(list):
