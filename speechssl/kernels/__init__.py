@@ -1,4 +1,6 @@
-"""Kernels with a reference implementation each: the wav2vec 2.0 contrastive loss."""
+"""Kernels with a reference implementation each: the contrastive (InfoNCE) loss of wav2vec 2.0
+and CPC (torch Gram + gather path; fused Triton kernel in ``contrastive_triton``), and batched
+greedy CTC decoding (``ctc_greedy``)."""
 
 from speechssl.kernels.contrastive import (
     ContrastiveOutput,
