@@ -21,6 +21,7 @@ stop_stage=5
 config=""            # ASR YAML (tokenizer, model, trainer, data)
 upstream=""          # overrides the config's model.upstream (fbank, upstream.pt, HF folder)
 train=""             # training data dir (with text)
+unlabeled=""         # pseudo-labelled data dir trained on with --train (self-training)
 dev=""               # dev data dir: validation and LM-weight tuning
 test=""              # test data dirs, space separated
 lm_text=""           # LM training text, one normalised sentence per line
@@ -76,6 +77,7 @@ if stage_on 2; then
     set_args=()
     for kv in $overrides; do set_args+=(--set "$kv"); done
     [ -z "$upstream" ] || set_args+=(--upstream "$upstream")
+    [ -z "$unlabeled" ] || set_args+=(--unlabeled "$unlabeled")
     log "stage 2: CTC training on $train ($config${upstream:+, upstream $upstream}); log: $exp/train.log"
     speechssl asr-train --config "$config" --data "$train" --valid "$dev" --exp "$exp" \
       "${set_args[@]}" > "$exp/asr_train.out" 2>&1 \
