@@ -2,7 +2,8 @@
 # ASR self-training, shared by every corpus: teachers -> pseudo-labels -> student -> WER table.
 #
 #   1 teachers: recipes/asr.sh once per seed in --teacher-seeds (CTC on --labeled, LMs, dev-tuned
-#     beam search + rescoring, test decodes) -> <exp>/teacher<seed>
+#     beam search + rescoring, test decodes) -> <exp>/teacher<seed>; finished asr.sh exp dirs
+#     given in --teacher-dirs (e.g. the main recipe's stage 4) join the ensemble as they are
 #   2 each teacher decodes --unlabeled (beam search + LM, dev-tuned weights, n-best lists)
 #   3 `speechssl pseudo-label`: the teachers' n-best lists combined (--combine), filtered ->
 #     <exp>/pseudo (text, utt2weight, pseudo_label.json: what each filter removed, and the
@@ -31,6 +32,7 @@ test=""              # test data dirs, space separated
 lm_text=""           # LM training text
 exp=""               # experiment dir
 teacher_seeds="0 1"  # one teacher per seed (an ensemble when more than one)
+teacher_dirs=""      # finished recipes/asr.sh exp dirs used as teachers too (e.g. stage 4's)
 combine=fusion       # best | fusion | vote (speechssl pseudo-label --combine)
 pseudo_opts=""       # extra `speechssl pseudo-label` options, e.g. "--drop-lowest 20"
 student_set="data.labeled_ratio=0.5"  # extra student `asr-train --set` values (k=v k=v)
@@ -55,7 +57,13 @@ help_message="Usage: $0 --config YAML --labeled DIR --unlabeled DIR --dev DIR --
   || die "--config, --labeled, --unlabeled, --dev and --exp are needed"
 require_file "$config" "$labeled/text" "$unlabeled/wav.scp" "$dev/text"
 read -r -a seeds <<< "$teacher_seeds"
-[ ${#seeds[@]} -gt 0 ] || die "--teacher-seeds is empty"
+read -r -a given <<< "$teacher_dirs"
+teachers=("${given[@]}")
+for seed in "${seeds[@]}"; do teachers+=("$exp/teacher$seed"); done
+[ ${#teachers[@]} -gt 0 ] || die "no teacher: give --teacher-seeds and/or --teacher-dirs"
+for t in "${given[@]}"; do
+  require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json" "$t/lm/${lm_order}gram/lm.bin"
+done
 mkdir -p "$exp"
 
 asr() {  # asr <exp> <extra asr-train --set values> [asr.sh options]
@@ -76,15 +84,14 @@ if stage_on 1; then
 fi
 
 if stage_on 2; then
-  for seed in "${seeds[@]}"; do
-    t=$exp/teacher$seed
+  for t in "${teachers[@]}"; do
     out=$t/decode/$(basename "$unlabeled")_beam_lm
     if is_done "$out/.done"; then
-      log "stage 2: teacher $seed decoded $unlabeled already"
+      log "stage 2: teacher $t decoded $unlabeled already"
       continue
     fi
     require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json"
-    log "stage 2: teacher $seed decodes $unlabeled (beam + LM, n-best)"
+    log "stage 2: teacher $t decodes $unlabeled (beam + LM, n-best)"
     speechssl asr-decode --model "$t/model.pt" --data "$unlabeled" --out "$out" --nj "$nj" \
       --lm "$t/lm/${lm_order}gram/lm.bin" --weights "$t/decode/dev_beam_lm/decode.json" --nbest 8 \
       > "$out.log" 2>&1 || { tail -n 20 "$out.log" >&2; die "decoding $unlabeled failed"; }
@@ -96,16 +103,16 @@ if stage_on 3; then
   if is_done "$exp/pseudo/.done"; then
     log "stage 3: pseudo-labels done already ($exp/pseudo)"
   else
-    teachers=()
-    for seed in "${seeds[@]}"; do
-      teachers+=(--teacher "$exp/teacher$seed/decode/$(basename "$unlabeled")_beam_lm")
+    teacher_args=()
+    for t in "${teachers[@]}"; do
+      teacher_args+=(--teacher "$t/decode/$(basename "$unlabeled")_beam_lm")
     done
-    log "stage 3: pseudo-labels ($combine of ${#seeds[@]} teacher(s)) -> $exp/pseudo"
+    log "stage 3: pseudo-labels ($combine of ${#teachers[@]} teacher(s)) -> $exp/pseudo"
     # shellcheck disable=SC2086  # pseudo_opts is a list of options
-    speechssl pseudo-label --data "$unlabeled" "${teachers[@]}" --combine "$combine" \
+    speechssl pseudo-label --data "$unlabeled" "${teacher_args[@]}" --combine "$combine" \
       --out "$exp/pseudo" $pseudo_opts | tee "$exp/pseudo.log" >&2 \
       || die "pseudo-labelling failed (see $exp/pseudo.log)"
-    mark_done "$exp/pseudo/.done" "combine=$combine teachers=${#seeds[@]}"
+    mark_done "$exp/pseudo/.done" "combine=$combine teachers=${teachers[*]}"
   fi
 fi
 
@@ -119,25 +126,26 @@ if stage_on 4; then
 fi
 
 if stage_on 5; then
-  python - "$exp" "${seeds[@]}" > "$exp/RESULTS.md.tmp" <<'PY'
+  python - "$exp" "${teachers[@]}" > "$exp/RESULTS.md.tmp" <<'PY'
 import json, sys
 from pathlib import Path
 
-exp, seeds = Path(sys.argv[1]), sys.argv[2:]
+exp, teachers = Path(sys.argv[1]), [Path(t) for t in sys.argv[2:]]
 def wer(model, name):
-    f = exp / model / "decode" / name / "summary.json"
+    f = model / "decode" / name / "summary.json"
     return json.loads(f.read_text())["wer"] if f.is_file() else None
 tests = sorted({p.parent.name for p in exp.glob("student/decode/*_beam_lm_rescore/summary.json")
                 if not p.parent.name.startswith("dev")})
-models = [f"teacher{s}" for s in seeds] + ["student"] + (["oracle"] if (exp / "oracle").is_dir() else [])
+seeds = teachers
+models = teachers + [exp / "student"] + ([exp / "oracle"] if (exp / "oracle").is_dir() else [])
 print(f"# Self-training: {exp}\n")
-print("| decode (beam + LM + rescoring) | " + " | ".join(models) + " | WRR |")
+print("| decode (beam + LM + rescoring) | " + " | ".join(m.name for m in models) + " | WRR |")
 print("|---" * (len(models) + 2) + "|")
 for name in tests:
     values = [wer(m, name) for m in models]
     cells = " | ".join("-" if v is None else f"{v:.2f}" for v in values)
     best_teacher = min(v for v in values[: len(seeds)] if v is not None)
-    student, oracle = values[len(seeds)], values[-1] if "oracle" in models else None
+    student, oracle = values[len(seeds)], values[-1] if (exp / "oracle").is_dir() else None
     wrr = "-"
     if oracle is not None and student is not None and best_teacher > oracle:
         wrr = f"{100 * (best_teacher - student) / (best_teacher - oracle):.1f}%"
