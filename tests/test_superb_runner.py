@@ -205,3 +205,18 @@ def test_a_terminal_sees_a_moving_progress_line(synth_corpus, tmp_path, monkeypa
     assert re.search(r" \d/4 ", shown) and "\r" in shown  # tqdm's updates/total, redrawn
     assert " step 2: train loss" not in shown
     assert " step 2: train loss" in (tmp_path / "fbank_no_cmvn" / "er" / "log.txt").read_text()
+
+
+def test_side_by_side_table_marks_the_best_and_counts_wins_over_fbank():
+    from speechssl.superb.report import side_by_side
+
+    def s(task, up, mean, higher=True):
+        return {"task": task, "upstream": up, "mean": mean, "higher_is_better": higher,
+                "metric": "per" if not higher else "accuracy"}  # fmt: skip
+
+    rows = side_by_side([s("pr", "fbank", 40.0, False), s("pr", "ssl", 50.0, False),
+                         s("ks", "fbank", 30.0), s("ks", "ssl", 60.0)])  # fmt: skip
+    assert rows[0] == "| task | fbank | ssl |"
+    assert rows[2] == "| pr (per ↓) | **40.00** | 50.00 |"
+    assert rows[3] == "| ks (accuracy) | 30.00 | **60.00** |"
+    assert rows[-1] == "Tasks where an upstream beats fbank: ssl 1/2."

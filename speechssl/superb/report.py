@@ -69,6 +69,46 @@ def _row(s: dict) -> dict[str, str]:
     }
 
 
+def side_by_side(summaries: list[dict]) -> list[str]:
+    """One row per task, one column per upstream (test means; the best of each row in bold),
+    then each upstream's count of tasks where it beats the first upstream named ``fbank*``."""
+    upstreams = sorted({s["upstream"] for s in summaries})
+    tasks = list(dict.fromkeys(s["task"] for s in summaries))
+    by = {(s["task"], s["upstream"]): s for s in summaries}
+    lines = ["| task | " + " | ".join(upstreams) + " |", "|---" * (len(upstreams) + 1) + "|"]
+    for task in tasks:
+        row = [by.get((task, u)) for u in upstreams]
+        present = [r for r in row if r is not None]
+        higher = present[0]["higher_is_better"]
+        best = (max if higher else min)(r["mean"] for r in present)
+        cells = [
+            "-"
+            if r is None
+            else (f"**{r['mean']:.2f}**" if r["mean"] == best else f"{r['mean']:.2f}")
+            for r in row
+        ]
+        metric = present[0]["metric"] + ("" if higher else " ↓")
+        lines.append(f"| {task} ({metric}) | " + " | ".join(cells) + " |")
+    baseline = next((u for u in upstreams if u.startswith("fbank")), None)
+    if baseline is not None:
+        wins = []
+        for u in upstreams:
+            if u == baseline:
+                continue
+            pairs = [
+                (by[(t, u)], by[(t, baseline)])
+                for t in tasks
+                if (t, u) in by and (t, baseline) in by
+            ]
+            won = sum(
+                (a["mean"] > b["mean"]) if a["higher_is_better"] else (a["mean"] < b["mean"])
+                for a, b in pairs
+            )
+            wins.append(f"{u} {won}/{len(pairs)}")
+        lines += ["", f"Tasks where an upstream beats {baseline}: " + ", ".join(wins) + "."]
+    return lines
+
+
 def markdown(summaries: list[dict]) -> str:
     lines = [
         "# SUPERB results",
@@ -76,6 +116,7 @@ def markdown(summaries: list[dict]) -> str:
         "Test metric at the best-dev checkpoint of each seed, for the learning rate with the "
         "best mean dev metric; mean ± std over seeds (folds averaged first). ↓: lower is better.",
         "",
+        *(side_by_side(summaries) + [""] if summaries else []),
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
