@@ -342,3 +342,44 @@ def test_data_dir_input_follows_segments(tmp_path: Path, model, decoder):
     results = transcribe_files(model, [str(tmp_path / "data")], decoder)
     assert [(r.id, r.text) for r in results] == [("rec-1", "ab bab"), ("rec-2", "abab")]
     assert results[1].duration == pytest.approx(end - split, abs=1e-3)
+
+
+def test_an_exp_dir_decodes_with_its_dev_tuned_settings(tmp_path: Path, model_path, capsys):
+    """--model EXP_DIR with recipes/asr.sh's decode/dev_beam_lm/decode.json: beam search with
+    its LM, alpha, beta and beam (the LM path written relative to the recipe folder), the same
+    as giving them by hand; --greedy overrides."""
+    import shutil
+
+    from speechssl.cli import main as speechssl_main
+
+    exp = tmp_path / "exp" / "asr" / "toy"
+    (exp / "lm" / "2gram").mkdir(parents=True)
+    shutil.copy(model_path, exp / "model.pt")
+    for extra in ("tokens.txt",):
+        if (model_path.parent / extra).is_file():
+            shutil.copy(model_path.parent / extra, exp / extra)
+    unigrams = ["-1.0\t<unk>\t0", "-99\t<s>\t0", "-0.9\t</s>"] + [f"-0.8\t{w}\t0" for w in WORDS]
+    arpa = exp / "lm" / "2gram" / "lm.arpa"
+    arpa.write_text(
+        f"\\data\\\nngram 1={len(unigrams)}\nngram 2=1\n\n\\1-grams:\n"
+        + "\n".join(unigrams)
+        + "\n\n\\2-grams:\n-0.3\t<s> ab\n\n\\end\\\n"
+    )  # a bigram ARPA (KenLM needs one) over the toy words
+    (exp / "decode" / "dev_beam_lm").mkdir(parents=True)
+    tuned = {"lm": "exp/asr/toy/lm/2gram/lm.arpa", "alpha": 0.7, "beta": 1.5, "beam": 8}
+    (exp / "decode" / "dev_beam_lm" / "decode.json").write_text(json.dumps(tuned))
+    write_wav(tmp_path / "x.wav", utterance(["bab", "abab"], seed=11))
+    wav = str(tmp_path / "x.wav")
+    fmt = ["--format", "json"]
+    assert speechssl_main(["transcribe", "--model", str(exp), *fmt, wav]) == 0
+    out = capsys.readouterr()
+    assert "dev_beam_lm/decode.json: beam 8" in out.err and "alpha 0.7" in out.err
+    by_hand = ["transcribe", "--model", str(exp / "model.pt"), "--lm", str(arpa), "--alpha",
+               "0.7", "--beta", "1.5", "--beam", "8", *fmt, wav]  # fmt: skip
+    assert speechssl_main(by_hand) == 0
+    assert json.loads(out.out) == json.loads(capsys.readouterr().out)
+    assert speechssl_main(["transcribe", "--model", str(exp), "--greedy", *fmt, wav]) == 0
+    greedy = capsys.readouterr()
+    assert "decode.json" not in greedy.err
+    assert speechssl_main(["transcribe", "--model", str(exp / "model.pt"), *fmt, wav]) == 0
+    assert json.loads(greedy.out) == json.loads(capsys.readouterr().out)

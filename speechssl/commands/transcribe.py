@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from speechssl.commands import add_decoding_options
 from speechssl.errors import SpeechSSLError
@@ -32,7 +33,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--vad", action="store_true", help="split at silences (energy VAD) first")
     p.add_argument("--batch-seconds", type=float, default=120.0, help="audio s per forward pass")
     p.add_argument("--allow-pipes", action="store_true", help="run 'cmd |' wav.scp entries")
+    p.add_argument(
+        "--greedy",
+        action="store_true",
+        help="greedy decoding even when --model is an exp dir with dev-tuned beam settings",
+    )
     return p
+
+
+def tuned_settings(model: str) -> tuple[Path, dict] | None:
+    """An exp dir's dev-tuned beam search (``decode/dev_beam_lm/decode.json`` of
+    recipes/asr.sh: LM, alpha, beta, beam), with the LM path found from the exp dir."""
+    path = Path(model) / "decode" / "dev_beam_lm" / "decode.json"
+    if not path.is_file():
+        return None
+    try:
+        tuned = json.loads(path.read_text())
+        lm = Path(tuned["lm"])
+        float(tuned["alpha"]), float(tuned["beta"]), int(tuned["beam"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SpeechSSLError(f"{path}: not a decode.json of asr-decode ({e})") from None
+    if not lm.is_file() and "lm" in lm.parts:  # written relative to the recipe's folder
+        lm = Path(model).joinpath(*lm.parts[len(lm.parts) - 1 - lm.parts[::-1].index("lm") :])
+    if not lm.is_file():
+        raise SpeechSSLError(f"{path}: its LM {tuned['lm']} is missing; pass --lm or --greedy")
+    return path, {**tuned, "lm": str(lm)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +69,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.nbest < 1 or (args.beam is not None and args.beam < 1):
         raise SpeechSSLError("--nbest and --beam must be >= 1")
+    tuned = None if args.greedy or args.lm is not None else tuned_settings(args.model)
+    if tuned is not None:  # an exp dir decodes as its dev tuning did, unless told otherwise
+        path, settings = tuned
+        args.lm, args.alpha, args.beta = settings["lm"], settings["alpha"], settings["beta"]
+        args.beam = args.beam or int(settings["beam"])
+        print(
+            f"transcribe: {path}: beam {args.beam}, LM {args.lm}, alpha {args.alpha:g}, "
+            f"beta {args.beta:g} (--greedy or --lm to override)",
+            file=sys.stderr,
+        )
     beam = args.beam is not None or args.lm is not None or args.nbest > 1
     opts = TranscribeOptions(
         mode="beam" if beam else "greedy",
