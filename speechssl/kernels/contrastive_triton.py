@@ -169,20 +169,16 @@ def contrastive_loss_triton(
     similarity: str = "cosine",
     extra=None,
 ) -> ContrastiveOutput:
-    """:func:`~speechssl.kernels.contrastive.contrastive_loss` through the fused kernels."""
-    if extra is not None:  # explicit (codebook) negatives: not fused
+    """:func:`~speechssl.kernels.contrastive.contrastive_loss` through the fused kernels.
+    Explicit (codebook) negatives and fp64 inputs take the torch path (the kernels are fp32)."""
+    if extra is not None or _math_dtype(x) != torch.float32:
         return _contrastive_gram(
             x, y, neg_idx, temperature, valid, cross_neg_idx, dup_key, chunk_elements, similarity,
             extra,
         )  # fmt: skip
     B, T, D = x.shape
     with torch.autocast(device_type=x.device.type, enabled=False):
-        dtype = torch.float32 if _math_dtype(x) == torch.float32 else _math_dtype(x)
-        if dtype != torch.float32:  # the kernels are fp32; fp64 inputs take the torch path
-            return _contrastive_gram(
-                x, y, neg_idx, temperature, valid, cross_neg_idx, dup_key, chunk_elements,
-                similarity,
-            )  # fmt: skip
+        dtype = torch.float32
         xh, yh = x.to(dtype), y.to(dtype)
         if similarity == "cosine":
             xh = F.normalize(xh, dim=-1, eps=NORM_EPS)
