@@ -207,7 +207,11 @@ def test_cli_errors_are_named_and_other_files_still_written(
         ["empty file", "no samples", "cannot decode", "no such file"],
         strict=True,
     ):
-        assert line.startswith(f"error: {tmp_path / name}: ") and reason in line, line
+        # the utterance id (the file's stem) and the file; a missing file has no utterance yet
+        named = f"error: utterance '{Path(name).stem}' ({tmp_path / name}): "
+        if name == "missing.wav":
+            named = f"error: {tmp_path / name}: "
+        assert line.startswith(named) and reason in line, line
 
 
 def test_cli_bad_model_is_a_clear_error(tmp_path: Path, capsys):
