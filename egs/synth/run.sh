@@ -21,19 +21,22 @@ feat_dir=""           # where the ark/scp files go (default: <feat_name>, relati
 exp=exp               # experiment folder (stage 3 writes <exp>/ssl/<method>_<size>/)
 skip_install=false    # stage 0 only checks, never installs
 ssl_method=hubert     # stage 3: hubert | wav2vec2 | data2vec | tera | mockingjay | apc | cpc, a list
-                      # ("hubert,cpc") or all; stage 4 uses the first, stage 5 probes each (hubert probes best at tiny size)
+                      # ("hubert,cpc") or all; stage 4 uses the first, stage 6 probes each (hubert probes best at tiny size)
 ssl_size=tiny         # stage 3: tiny (CPU) | base | large -> conf/ssl/<method>_<size>.yaml
 ssl_set=""            # stage 3: extra config overrides, e.g. "trainer.max_updates=50"
 asr_upstream=fbank    # stage 4: fbank | ssl (stage 3's exported upstream) | a path or HF folder
 asr_conf=""           # stage 4: ASR YAML (default: conf/asr/fbank_blstm.yaml, or ssl_blstm.yaml)
 asr_set=""            # stage 4: extra `speechssl asr-train --set` values, e.g. "trainer.max_updates=50"
-superb_upstreams="fbank_no_cmvn ssl"  # stage 5: upstreams (fbank_no_cmvn: SUPERB's FBANK baseline; ssl: stage 3's)
-superb_tasks=pr,ks,ic,sid,er,asr,se,sv      # stage 5: SUPERB tasks
-superb_steps=600      # stage 5: updates per probe run (the protocol's 30k-200k need a GPU)
-superb_lrs=1e-3,3e-3,1e-2  # stage 5: learning-rate sweep (best dev lr reported)
-superb_seeds=0        # stage 5: seeds, e.g. 0,1,2 for mean +- std
-superb_lm=true        # stage 5: decode the ASR probe with a 3-gram KenLM of data/asr/lm_text.txt
-# stage 5: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol.
+selftrain_seeds=""    # stage 5: extra teachers' seeds, e.g. "1 2" (stage 4's model is always one)
+selftrain_combine=fusion  # stage 5: best | fusion | vote of the teachers' n-best lists
+selftrain_set="data.labeled_ratio=0.5"  # stage 5: the student's extra `asr-train --set` values
+superb_upstreams="fbank_no_cmvn ssl"  # stage 6: upstreams (fbank_no_cmvn: SUPERB's FBANK baseline; ssl: stage 3's)
+superb_tasks=pr,ks,ic,sid,er,asr,se,sv      # stage 6: SUPERB tasks
+superb_steps=600      # stage 6: updates per probe run (the protocol's 30k-200k need a GPU)
+superb_lrs=1e-3,3e-3,1e-2  # stage 6: learning-rate sweep (best dev lr reported)
+superb_seeds=0        # stage 6: seeds, e.g. 0,1,2 for mean +- std
+superb_lm=true        # stage 6: decode the ASR probe with a 3-gram KenLM of data/asr/lm_text.txt
+# stage 6: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol.
 # --normalize layer-norms each hidden state first: FBANK without CMVN (SUPERB's baseline) is
 # unnormalised, and a linear CTC probe on it diverges at these lrs (PR 94% PER -> 48%).
 # The ASR probe has its own settings: CTC leaves the all-blank plateau only after ~500 updates,
@@ -50,7 +53,10 @@ Stages: 0 install check (tools/install.sh), 1 synthetic corpus (local/data.sh),
         3 SSL pretraining (recipes/ssl.sh: [k-means ->] pretrain -> export),
         4 ASR (recipes/asr.sh: KenLM 3- and 5-gram -> CTC training -> dev-tuned beam search + LM
           -> n-best rescoring -> WER table in <exp>/asr/<upstream>/RESULTS.md),
-        5 SUPERB-style probes (recipes/superb.sh: 8 tasks, lr sweep, seeds, cached hidden
+        5 ASR self-training (recipes/selftrain.sh: stage 4's model [+ teachers of other seeds]
+          decode asr/train_unlabeled -> pseudo-labels -> a student on both sets -> WER table
+          in <exp>/selftrain/fbank/RESULTS.md),
+        6 SUPERB-style probes (recipes/superb.sh: 8 tasks, lr sweep, seeds, cached hidden
           states -> <exp>/superb/results.{md,csv,png})."
 
 . "$SPEECHSSL_ROOT/recipes/lib/common.sh"
@@ -161,6 +167,16 @@ if stage_on 4; then
     --nj "$nj" --overrides "$asr_set"
 fi
 if stage_on 5; then
+  teacher=$exp/asr/fbank
+  [ -f "$teacher/model.pt" ] || die "stage 5 needs stage 4's FBANK model ($teacher/model.pt); run stage 4 with --asr-upstream fbank"
+  log "stage 5: self-training on $data/asr/train_unlabeled (teachers: $teacher${selftrain_seeds:+ + seeds $selftrain_seeds})"
+  bash "$SPEECHSSL_ROOT/recipes/selftrain.sh" --config conf/asr/fbank_blstm.yaml \
+    --labeled "$data/asr/train_labeled" --unlabeled "$data/asr/train_unlabeled" \
+    --dev "$data/asr/dev" --test "$data/asr/test" --lm-text "$data/asr/lm_text.txt" \
+    --exp "$exp/selftrain/fbank" --teacher-dirs "$teacher" --teacher-seeds "$selftrain_seeds" \
+    --combine "$selftrain_combine" --student-set "$selftrain_set" --overrides "$asr_set" --nj "$nj"
+fi
+if stage_on 6; then
   upstreams=()
   for up in $superb_upstreams; do
     if [ "$up" = ssl ]; then
@@ -173,9 +189,9 @@ if stage_on 5; then
   if "$superb_lm" && [[ ",$superb_tasks," == *,asr,* ]]; then
     lm_dir=$exp/superb/lm
     if is_done "$lm_dir/.done"; then
-      log "stage 5: ASR probe LM exists ($lm_dir/lm.arpa)"
+      log "stage 6: ASR probe LM exists ($lm_dir/lm.arpa)"
     else
-      log "stage 5: 3-gram KenLM for the ASR probe on $data/asr/lm_text.txt"
+      log "stage 6: 3-gram KenLM for the ASR probe on $data/asr/lm_text.txt"
       require_file "$data/asr/lm_text.txt"
       mkdir -p "$lm_dir"
       speechssl lm build --text "$data/asr/lm_text.txt" --order 3 --out "$lm_dir" \
@@ -184,7 +200,7 @@ if stage_on 5; then
     fi
     opts+=" --set asr.lm=$lm_dir/lm.arpa"
   fi
-  log "stage 5: SUPERB probes of ${upstreams[*]} on $superb_tasks"
+  log "stage 6: SUPERB probes of ${upstreams[*]} on $superb_tasks"
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} bash "$SPEECHSSL_ROOT/recipes/superb.sh" \
     --upstream "${upstreams[*]}" --tasks "$superb_tasks" --data "$data" --exp "$exp/superb" \
     --steps "$superb_steps" --lrs "$superb_lrs" --seeds "$superb_seeds" --opts "$opts"
