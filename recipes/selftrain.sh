@@ -136,7 +136,6 @@ def wer(model, name):
     return json.loads(f.read_text())["wer"] if f.is_file() else None
 tests = sorted({p.parent.name for p in exp.glob("student/decode/*_beam_lm_rescore/summary.json")
                 if not p.parent.name.startswith("dev")})
-seeds = teachers
 models = teachers + [exp / "student"] + ([exp / "oracle"] if (exp / "oracle").is_dir() else [])
 print(f"# Self-training: {exp}\n")
 print("| decode (beam + LM + rescoring) | " + " | ".join(m.name for m in models) + " | WRR |")
@@ -144,8 +143,8 @@ print("|---" * (len(models) + 2) + "|")
 for name in tests:
     values = [wer(m, name) for m in models]
     cells = " | ".join("-" if v is None else f"{v:.2f}" for v in values)
-    best_teacher = min(v for v in values[: len(seeds)] if v is not None)
-    student, oracle = values[len(seeds)], values[-1] if (exp / "oracle").is_dir() else None
+    best_teacher = min(v for v in values[: len(teachers)] if v is not None)
+    student, oracle = values[len(teachers)], values[-1] if (exp / "oracle").is_dir() else None
     wrr = "-"
     if oracle is not None and student is not None and best_teacher > oracle:
         wrr = f"{100 * (best_teacher - student) / (best_teacher - oracle):.1f}%"

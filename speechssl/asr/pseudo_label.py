@@ -35,13 +35,14 @@ import json
 import math
 import os
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from speechssl.asr.score import score_texts
 from speechssl.data.kaldi import DataDir, DataDirError
+from speechssl.data.split import write_selection
 from speechssl.errors import SpeechSSLError
 from speechssl.io import atomic_write_text
 
@@ -291,24 +292,15 @@ def pseudo_label(
         raise PseudoLabelError(
             f"every utterance of {data} was filtered out ({report}); relax the filters"
         )
-    utts = sorted(kept)
-    subset = DataDir(
-        path=source.path,
-        wav_scp=dict(source.wav_scp),
-        utt2spk={u: source.utt2spk[u] for u in utts},
-        text={u: kept[u][0] for u in utts},
-        segments=None if source.segments is None else {u: source.segments[u] for u in utts},
-        tables={
-            name: {u: v for u, v in table.items() if u in kept}
-            for name, table in source.tables.items()
-            if name != "utt2weight"
-        },
+    # the pseudo-labels as the text, their confidences as utt2weight; the kept utterances (with
+    # their recordings and tables) written by the data dir's own subset writer
+    labelled = replace(
+        source,
+        text={u: label for u, (label, _) in kept.items()},
+        tables={**source.tables, "utt2weight": {u: f"{c:.6g}" for u, (_, c) in kept.items()}},
     )
-    if source.segments is None:
-        subset.wav_scp = {u: source.wav_scp[u] for u in utts}
-    subset.tables["utt2weight"] = {u: f"{kept[u][1]:.6g}" for u in utts}
     try:
-        subset.save(out)
+        write_selection(labelled, set(kept), out)
     except OSError as e:
         raise DataDirError(f"{out}: cannot write the pseudo-labelled data dir ({e})") from None
     summary = {

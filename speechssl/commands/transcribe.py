@@ -54,7 +54,8 @@ def tuned_settings(model: str) -> tuple[Path, dict] | None:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SpeechSSLError(f"{path}: not a decode.json of asr-decode ({e})") from None
     if not lm.is_file() and "lm" in lm.parts:  # written relative to the recipe's folder
-        lm = Path(model).joinpath(*lm.parts[len(lm.parts) - 1 - lm.parts[::-1].index("lm") :])
+        last = max(i for i, part in enumerate(lm.parts) if part == "lm")
+        lm = Path(model).joinpath(*lm.parts[last:])
     if not lm.is_file():
         raise SpeechSSLError(f"{path}: its LM {tuned['lm']} is missing; pass --lm or --greedy")
     return path, {**tuned, "lm": str(lm)}
