@@ -10,6 +10,7 @@ import torch
 
 from speechssl.data.kaldi import DataDir
 from speechssl.enhance.metrics import (
+    SI_SDR_CAP,
     MetricError,
     enhancement_scores,
     pesq_wb,
@@ -104,3 +105,11 @@ def test_bad_input_raises_clear_errors(clean_speech):
         pesq_wb(np.zeros(16000), np.zeros(16000))
     with pytest.raises(MetricError, match="16000 Hz"):
         pesq_wb(clean_speech, clean_speech, sr=8000)
+
+
+def test_si_sdr_of_a_signal_with_itself_is_capped_and_scale_free():
+    x = np.random.default_rng(5).standard_normal(16000)
+    perfect = si_sdr(x, x)
+    assert perfect == SI_SDR_CAP  # capped, not +inf or a rounding-noise value
+    assert si_sdr(x, 3.0 * x) == pytest.approx(perfect, abs=1e-6)
+    assert si_sdr(x, -0.5 * x) == pytest.approx(perfect, abs=1e-6)

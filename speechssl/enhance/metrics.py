@@ -13,7 +13,10 @@ import torch
 
 from speechssl.errors import SpeechSSLError
 
-EPS = 1e-8  # keeps SI-SDR finite for a perfect estimate (about +80 dB at speech levels)
+EPS = 1e-20  # guards the divisions for all-zero signals
+# SI-SDR's ceiling: a perfect estimate (or a scaled copy) scores this, not +inf or a number set
+# by floating-point rounding; no real enhancement comes near it.
+SI_SDR_CAP = 100.0
 
 
 class MetricError(SpeechSSLError, ValueError):
@@ -44,7 +47,7 @@ def si_sdr(reference, estimate) -> float | np.ndarray:
     well done?", 2019), after removing each signal's mean.
 
     With zero-mean ``s`` (reference) and ``ŝ`` (estimate): ``α = <ŝ, s> / ||s||²``,
-    ``SI-SDR = 10 log10(||α s||² / ||α s - ŝ||²)``.
+    ``SI-SDR = 10 log10(||α s||² / ||α s - ŝ||²)``, capped at ``SI_SDR_CAP`` (100 dB).
 
     Args: reference, estimate: ``(..., S)`` arrays of equal shape.
     Returns: a float for 1-D input, else an array of shape ``(...)``.
@@ -56,6 +59,7 @@ def si_sdr(reference, estimate) -> float | np.ndarray:
     target = alpha * ref
     distortion = est - target
     value = 10 * np.log10(((target**2).sum(-1) + EPS) / ((distortion**2).sum(-1) + EPS))
+    value = np.minimum(value, SI_SDR_CAP)
     return float(value) if np.ndim(value) == 0 else value
 
 
