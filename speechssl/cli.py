@@ -15,6 +15,9 @@ from speechssl.commands import (
     asr_decode,
     asr_train,
     data,
+    enhance,
+    enhance_eval,
+    enhance_train,
     export,
     features,
     kmeans,
@@ -30,7 +33,7 @@ from speechssl.errors import SpeechSSLError
 
 # in the order ``speechssl --help`` lists them; a module's name is its command's, "_" -> "-"
 COMMANDS = (data, synth, features, kmeans, pretrain, export, asr_train, asr_decode, lm,
-            pseudo_label, transcribe, superb, prepare)  # fmt: skip
+            pseudo_label, transcribe, enhance_train, enhance, enhance_eval, superb, prepare)  # fmt: skip
 ERRORS = (SpeechSSLError, OSError, ValueError, KeyError)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -443,9 +443,12 @@ def iter_transcripts(
     decoder: CTCDecoder,
     opts: TranscribeOptions = TranscribeOptions(),
     allow_pipes: bool = False,
+    preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[TranscriptResult | TranscribeError]:
     """Transcripts (or errors) in input order, a chunk of files at a time. ``inputs`` may be
-    paths/folders/scp files (expanded by :func:`collect_inputs`) or :class:`AudioInput`."""
+    paths/folders/scp files (expanded by :func:`collect_inputs`) or :class:`AudioInput`.
+    ``preprocess`` maps each loaded 16 kHz signal to the one transcribed (e.g. an enhancer's
+    ``enhance_16k``; ``speechssl transcribe --enhance``)."""
     items = collect_inputs(inputs)
     pending: list[AudioInput | TranscribeError | tuple[AudioInput, np.ndarray]] = []
     seconds = 0.0
@@ -461,6 +464,8 @@ def iter_transcripts(
                     allow_pipes=allow_pipes,
                     utt_id=item.id,
                 )
+                if preprocess is not None:
+                    wav = preprocess(wav)
                 item = (item, wav)
                 seconds += len(wav) / SAMPLE_RATE
             except AudioError as e:

@@ -35,6 +35,9 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beta", type=float, default=DecoderConfig.beta, help="word insertion bonus")
     p.add_argument("--nj", type=int, default=1, help="beam-search processes")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument(
+        "--enhance", metavar="MODEL", help="enhance the audio first with this enhancer (model.pt)"
+    )
 
 
 def add_config_options(p: argparse.ArgumentParser, example: str) -> None:

@@ -48,10 +48,28 @@ def run(args: argparse.Namespace) -> int:
     from speechssl.asr.infer import decode_data_dir
 
     config = DecoderConfig(beam=args.beam, alpha=args.alpha, beta=args.beta, nbest=args.nbest)
+    data = args.data
+    if args.enhance:  # decode an enhanced copy of the data dir, kept in <out>/enhanced
+        data = _enhanced(args)
     summary = decode_data_dir(
-        args.model, args.data, args.out, args.mode, config, args.lm, args.rescore_lm,
+        args.model, data, args.out, args.mode, config, args.lm, args.rescore_lm,
         args.weights, args.tune_alpha, args.tune_beta, args.nj, args.device,
     )  # fmt: skip
     if summary is not None:
         print(f"{args.out}: {summary.kaldi_line()}  CER {summary.cer:.2f}")
     return 0
+
+
+def _enhanced(args: argparse.Namespace) -> str:
+    from speechssl.enhance.infer import enhance_data_dir, load_enhancer
+    from speechssl.errors import SpeechSSLError
+
+    out, errors = enhance_data_dir(
+        load_enhancer(args.enhance, args.device), args.data, f"{args.out}/enhanced"
+    )
+    if errors:
+        utt, reason = next(iter(errors.items()))
+        raise SpeechSSLError(
+            f"--enhance: {len(errors)} utterance(s) unreadable, e.g. '{utt}': {reason}"
+        )
+    return str(out)

@@ -103,7 +103,13 @@ def run(args: argparse.Namespace) -> int:
         decoder = CTCDecoder(model.tokens, args.lm, config)
     except (OSError, ValueError, RuntimeError) as e:
         raise SpeechSSLError(f"--lm {args.lm}: {e}") from None
-    return _write(iter_transcripts(model, args.inputs, decoder, opts, args.allow_pipes), args)
+    preprocess = None
+    if args.enhance:
+        from speechssl.enhance.infer import load_enhancer
+
+        preprocess = load_enhancer(args.enhance, args.device).enhance_16k
+    results = iter_transcripts(model, args.inputs, decoder, opts, args.allow_pipes, preprocess)
+    return _write(results, args)
 
 
 def _write(results, args: argparse.Namespace) -> int:
