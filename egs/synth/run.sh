@@ -21,7 +21,7 @@ feat_dir=""           # where the ark/scp files go (default: <feat_name>, relati
 exp=exp               # experiment folder (stage 3 writes <exp>/ssl/<method>_<size>/)
 skip_install=false    # stage 0 only checks, never installs
 ssl_method=hubert     # stage 3: hubert | wav2vec2 | data2vec | tera | mockingjay | apc | cpc, a list
-                      # ("hubert,cpc") or all; stage 4 uses the first, stage 6 probes each (hubert probes best at tiny size)
+                      # ("hubert,cpc") or all; stage 4 uses the first, stage 7 probes each (hubert probes best at tiny size)
 ssl_size=tiny         # stage 3: tiny (CPU) | base | large -> conf/ssl/<method>_<size>.yaml
 ssl_set=""            # stage 3: extra config overrides, e.g. "trainer.max_updates=50"
 asr_upstream=fbank    # stage 4: fbank | ssl (stage 3's exported upstream) | a path or HF folder
@@ -30,13 +30,15 @@ asr_set=""            # stage 4: extra `speechssl asr-train --set` values, e.g. 
 selftrain_seeds=""    # stage 5: extra teachers' seeds, e.g. "1 2" (stage 4's model is always one)
 selftrain_combine=fusion  # stage 5: best | fusion | vote of the teachers' n-best lists
 selftrain_set="data.labeled_ratio=0.5"  # stage 5: the student's extra `asr-train --set` values
-superb_upstreams="fbank_no_cmvn ssl"  # stage 6: upstreams (fbank_no_cmvn: SUPERB's FBANK baseline; ssl: stage 3's)
-superb_tasks=pr,ks,ic,sid,er,asr,se,sv      # stage 6: SUPERB tasks
-superb_steps=600      # stage 6: updates per probe run (the protocol's 30k-200k need a GPU)
-superb_lrs=1e-3,3e-3,1e-2  # stage 6: learning-rate sweep (best dev lr reported)
-superb_seeds=0        # stage 6: seeds, e.g. 0,1,2 for mean +- std
-superb_lm=true        # stage 6: decode the ASR probe with a 3-gram KenLM of data/asr/lm_text.txt
-# stage 6: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol.
+enhance_models=noise2noise  # stage 6: enhancers (recipes/enhance.sh --models; "all" for the six-row table)
+enhance_set=""        # stage 6: extra `enhance-train --set` values, e.g. "trainer.max_updates=50"
+superb_upstreams="fbank_no_cmvn ssl"  # stage 7: upstreams (fbank_no_cmvn: SUPERB's FBANK baseline; ssl: stage 3's)
+superb_tasks=pr,ks,ic,sid,er,asr,se,sv      # stage 7: SUPERB tasks
+superb_steps=600      # stage 7: updates per probe run (the protocol's 30k-200k need a GPU)
+superb_lrs=1e-3,3e-3,1e-2  # stage 7: learning-rate sweep (best dev lr reported)
+superb_seeds=0        # stage 7: seeds, e.g. 0,1,2 for mean +- std
+superb_lm=true        # stage 7: decode the ASR probe with a 3-gram KenLM of data/asr/lm_text.txt
+# stage 7: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol.
 # --normalize layer-norms each hidden state first: FBANK without CMVN (SUPERB's baseline) is
 # unnormalised, and a linear CTC probe on it diverges at these lrs (PR 94% PER -> 48%).
 # The ASR probe has its own settings: CTC leaves the all-blank plateau only after ~500 updates,
@@ -56,7 +58,10 @@ Stages: 0 install check (tools/install.sh), 1 synthetic corpus (local/data.sh),
         5 ASR self-training (recipes/selftrain.sh: stage 4's model [+ teachers of other seeds]
           decode asr/train_unlabeled -> pseudo-labels -> a student on both sets -> WER table
           in <exp>/selftrain/fbank/RESULTS.md),
-        6 SUPERB-style probes (recipes/superb.sh: 8 tasks, lr sweep, seeds, cached hidden
+        6 speech enhancement without clean targets (recipes/enhance.sh: Noise2Noise on the
+          noisy recordings' pairs -> PESQ/STOI/SI-SDR on data/noisy/test -> the noisy test set
+          decoded raw and enhanced by stage 4's model -> <exp>/enhance/RESULTS.md),
+        7 SUPERB-style probes (recipes/superb.sh: 8 tasks, lr sweep, seeds, cached hidden
           states -> <exp>/superb/results.{md,csv,png})."
 
 . "$SPEECHSSL_ROOT/recipes/lib/common.sh"
@@ -177,6 +182,16 @@ if stage_on 5; then
     --combine "$selftrain_combine" --student-set "$selftrain_set" --overrides "$asr_set" --nj "$nj"
 fi
 if stage_on 6; then
+  asr_model=$exp/asr/fbank
+  [ -f "$asr_model/model.pt" ] || asr_model=""  # no stage-4 FBANK model: no ASR rows
+  log "stage 6: speech enhancement ($enhance_models) on $data/noisy/train${asr_model:+, ASR rows with $asr_model}"
+  start=$SECONDS
+  bash "$SPEECHSSL_ROOT/recipes/enhance.sh" --train "$data/noisy/train" --test "$data/noisy/test" \
+    --exp "$exp/enhance" --models "$enhance_models" --overrides "$enhance_set" \
+    --asr-model "$asr_model" --conf-dir conf/enhance --nj "$nj"
+  log "  stage 6 took $((SECONDS - start)) s"
+fi
+if stage_on 7; then
   upstreams=()
   for up in $superb_upstreams; do
     if [ "$up" = ssl ]; then
@@ -189,9 +204,9 @@ if stage_on 6; then
   if "$superb_lm" && [[ ",$superb_tasks," == *,asr,* ]]; then
     lm_dir=$exp/superb/lm
     if is_done "$lm_dir/.done"; then
-      log "stage 6: ASR probe LM exists ($lm_dir/lm.arpa)"
+      log "stage 7: ASR probe LM exists ($lm_dir/lm.arpa)"
     else
-      log "stage 6: 3-gram KenLM for the ASR probe on $data/asr/lm_text.txt"
+      log "stage 7: 3-gram KenLM for the ASR probe on $data/asr/lm_text.txt"
       require_file "$data/asr/lm_text.txt"
       mkdir -p "$lm_dir"
       speechssl lm build --text "$data/asr/lm_text.txt" --order 3 --out "$lm_dir" \
@@ -200,7 +215,7 @@ if stage_on 6; then
     fi
     opts+=" --set asr.lm=$lm_dir/lm.arpa"
   fi
-  log "stage 6: SUPERB probes of ${upstreams[*]} on $superb_tasks"
+  log "stage 7: SUPERB probes of ${upstreams[*]} on $superb_tasks"
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} bash "$SPEECHSSL_ROOT/recipes/superb.sh" \
     --upstream "${upstreams[*]}" --tasks "$superb_tasks" --data "$data" --exp "$exp/superb" \
     --steps "$superb_steps" --lrs "$superb_lrs" --seeds "$superb_seeds" --opts "$opts"

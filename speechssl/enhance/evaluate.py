@@ -29,6 +29,15 @@ from speechssl.enhance.metrics import MetricError, enhancement_scores
 from speechssl.enhance.simulate import NoiseBank
 from speechssl.io import atomic_path, atomic_write_json, atomic_write_text
 
+# recipes/enhance.sh's models, in the order the table lists them
+TABLE_ORDER = (
+    "noise2noise",
+    "noisy_as_clean",
+    "sure",
+    "noise2self",
+    "noise2clean",
+    "n2n_shared_hum",
+)
 METRICS = ("pesq", "stoi", "si_sdr", "si_sdri", "pesq_noisy", "stoi_noisy", "si_sdr_noisy")
 
 
@@ -194,7 +203,8 @@ def write_results(exp: str | os.PathLike) -> Path:
     each), ``<exp>/<model>/test_hum/`` (the failure case) and ``<exp>/asr/<variant>/summary.json``
     (WER of the test set decoded raw and enhanced)."""
     exp = Path(exp)
-    models = sorted(p.parent.parent.name for p in exp.glob("*/test/summary.json"))
+    found = {p.parent.parent.name for p in exp.glob("*/test/summary.json")}
+    models = [m for m in TABLE_ORDER if m in found] + sorted(found - set(TABLE_ORDER))
     if not models:
         raise DataDirError(f"{exp}: no <model>/test/summary.json; run the scoring step first")
     load = lambda *parts: json.loads((exp.joinpath(*parts)).read_text())  # noqa: E731
@@ -216,6 +226,15 @@ def write_results(exp: str | os.PathLike) -> Path:
             _row(name, s["all"])
             + f" {_cell(s.get('snr_0_5'), 'si_sdri')} | {_cell(white, 'si_sdri')} |"
         )
+    low = [(n, s) for n in models if (s := load(n, "test", "summary.json").get("snr_0_5"))]
+    if low:
+        lines += [
+            "",
+            "The same on the input-SNR 0-5 dB utterances:",
+            "",
+            HEADER.format(what="model"),
+        ]
+        lines += [_row(n, s) for n, s in low]
     hum = [n for n in models if (exp / n / "test_hum" / "summary.json").is_file()]
     if hum:
         snr = load(hum[0], "test_hum", "summary.json")["extra_snr"]
