@@ -221,3 +221,15 @@ def test_asr_decode_enhance_writes_an_enhanced_data_dir(enhancer_path, noisy_tra
     for utt in data.utt_ids:
         assert len(enhanced.load_audio(utt)) == len(data.load_audio(utt))
         assert Path(enhanced.tables["clean.scp"][utt]).is_absolute()
+
+
+def test_a_data_dir_without_utt2dur_takes_lengths_from_the_audio(noisy_train, tmp_path):
+    from speechssl.data.kaldi import write_data_dir
+
+    data = DataDir.load(noisy_train)
+    scp = {u: data.resolve(data.wav_scp[u]) for u in data.utt_ids}
+    noisy2 = {u: data.resolve(data.tables["noisy2.scp"][u]) for u in data.utt_ids}
+    write_data_dir(tmp_path / "d", scp, data.utt2spk, extra={"noisy2.scp": noisy2})
+    ds = EnhanceDataset(tmp_path / "d", "noise2noise", EnhanceDataConfig(), crop=False)
+    expected = data.durations()
+    assert ds.durations == pytest.approx([expected[u] for u in ds.utt_ids], abs=0.01)

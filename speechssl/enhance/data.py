@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from speechssl.data.audio import SAMPLE_RATE, load_audio
+from speechssl.data.dataset import AudioDataset
 from speechssl.data.kaldi import DataDir, DataDirError
 from speechssl.data.synth.noise import scale_to_snr
 from speechssl.enhance.simulate import SIMULATED_FAMILIES, NoiseBank, add_noise
@@ -132,7 +133,7 @@ class EnhanceDataset(Dataset):
         self.data = DataDir.load(data_dir)
         self.regime, self.cfg, self.crop, self.stft = regime, cfg, crop, stft
         self.sample_rate = SAMPLE_RATE
-        needs = ["utt2dur"]
+        needs = []
         if regime == "noise2noise" and cfg.pairs == "corpus":
             needs.append("noisy2.scp")
         if regime == "noise2clean" or cfg.pairs == "simulate":
@@ -148,8 +149,7 @@ class EnhanceDataset(Dataset):
                     f"{self._hint(name)}"
                 )
         self.utt_ids = self._select()
-        durs = self.data.durations() or {}
-        self.num_samples = [round(durs[u] * SAMPLE_RATE) for u in self.utt_ids]
+        self.num_samples = AudioDataset(data_dir, crop=None).num_samples_of(self.utt_ids)
         self.bank = NoiseBank(cfg.noise, cfg.noise_dir)
         self.shared = NoiseBank((cfg.shared_noise,)) if cfg.shared_noise else None
 
@@ -160,7 +160,6 @@ class EnhanceDataset(Dataset):
             "(the synthetic corpus's noisy/train has one), or use data.pairs=simulate",
             "clean.scp": "only Noise2Clean and data.pairs=simulate read clean audio",
             "utt2snr": "SURE needs each utterance's SNR to know its noise level",
-            "utt2dur": "write it with `speechssl data fix` (durations of the audio)",
         }.get(name, "utt2noise names each utterance's noise family")
 
     def _select(self) -> list[str]:
@@ -208,8 +207,6 @@ class EnhanceDataset(Dataset):
             pair = [first, second]
         elif regime == "noise2noise":
             pair = [self._read("wav.scp", utt), self._read("noisy2.scp", utt)]
-            n = min(len(pair[0]), len(pair[1]))
-            pair = [p[:n] for p in pair]
             if rng.random() < 0.5:
                 pair.reverse()
         elif regime == "noise2clean":
@@ -222,6 +219,8 @@ class EnhanceDataset(Dataset):
             pair = [noisy, noisy]
             if regime == "sure":
                 sigma = sigma_from_snr(noisy, float(self.data.tables["utt2snr"][utt]))
+        n = min(len(pair[0]), len(pair[1]))  # recordings of one utterance may differ by a sample
+        pair = [p[:n] for p in pair]
         if self.shared is not None:  # the same noise on both sides: not zero-mean across copies
             hum, _ = self.shared.sample(len(pair[0]), rng)
             hum = scale_to_snr(pair[0], hum, cfg.shared_snr)
