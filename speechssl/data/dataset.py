@@ -175,11 +175,6 @@ class AudioDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utt_ids)
 
-    def num_samples_of(self, utts: Sequence[str]) -> list[int]:
-        """Samples of these utterances (``utt2dur``, else the audio headers), at ``sample_rate``."""
-        index = {u: i for i, u in enumerate(self.utt_ids)}
-        return [self.num_samples[index[u]] for u in utts]
-
     def _lengths(self) -> list[int]:
         durs = self.data.durations()
         if durs is not None:

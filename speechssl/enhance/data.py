@@ -27,7 +27,7 @@ resumed run sees the same pairs and every epoch sees new ones.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 
 from speechssl.data.audio import SAMPLE_RATE, load_audio
 from speechssl.data.dataset import AudioDataset
-from speechssl.data.kaldi import DataDir, DataDirError
+from speechssl.data.kaldi import DataDirError
 from speechssl.data.synth.noise import scale_to_snr
 from speechssl.enhance.simulate import SIMULATED_FAMILIES, NoiseBank, add_noise
 
@@ -130,7 +130,8 @@ class EnhanceDataset(Dataset):
             raise ValueError(f"regime {regime!r}: choose one of {', '.join(REGIMES)}")
         if cfg.pairs not in PAIRS:
             raise ValueError(f"data.pairs {cfg.pairs!r}: choose one of {', '.join(PAIRS)}")
-        self.data = DataDir.load(data_dir)
+        audio = AudioDataset(data_dir, crop=None)  # the data dir, and lengths without utt2dur too
+        self.data = audio.data
         self.regime, self.cfg, self.crop, self.stft = regime, cfg, crop, stft
         self.sample_rate = SAMPLE_RATE
         needs = []
@@ -149,7 +150,8 @@ class EnhanceDataset(Dataset):
                     f"{self._hint(name)}"
                 )
         self.utt_ids = self._select()
-        self.num_samples = AudioDataset(data_dir, crop=None).num_samples_of(self.utt_ids)
+        samples = dict(zip(audio.utt_ids, audio.num_samples, strict=True))
+        self.num_samples = [samples[u] for u in self.utt_ids]
         self.bank = NoiseBank(cfg.noise, cfg.noise_dir)
         self.shared = NoiseBank((cfg.shared_noise,)) if cfg.shared_noise else None
 
@@ -200,9 +202,9 @@ class EnhanceDataset(Dataset):
         sigma = None
         if cfg.pairs == "simulate" and regime in ("noise2noise", "noise2clean"):
             clean = self._read("clean.scp", utt)
-            first = add_noise(clean, self.bank, rng, cfg.snrs)[0]
+            first = add_noise(clean, self.bank, rng, cfg.snrs)
             second = (
-                add_noise(clean, self.bank, rng, cfg.snrs)[0] if regime == "noise2noise" else clean
+                add_noise(clean, self.bank, rng, cfg.snrs) if regime == "noise2noise" else clean
             )
             pair = [first, second]
         elif regime == "noise2noise":
@@ -213,7 +215,7 @@ class EnhanceDataset(Dataset):
             pair = [self._read("wav.scp", utt), self._read("clean.scp", utt)]
         elif regime == "noisy_as_clean":
             noisy = self._read("wav.scp", utt)
-            pair = [add_noise(noisy, self.bank, rng, cfg.snrs)[0], noisy]
+            pair = [add_noise(noisy, self.bank, rng, cfg.snrs), noisy]
         else:  # sure, noise2self: the noisy recording is both
             noisy = self._read("wav.scp", utt)
             pair = [noisy, noisy]
@@ -222,8 +224,7 @@ class EnhanceDataset(Dataset):
         n = min(len(pair[0]), len(pair[1]))  # recordings of one utterance may differ by a sample
         pair = [p[:n] for p in pair]
         if self.shared is not None:  # the same noise on both sides: not zero-mean across copies
-            hum, _ = self.shared.sample(len(pair[0]), rng)
-            hum = scale_to_snr(pair[0], hum, cfg.shared_snr)
+            hum = scale_to_snr(pair[0], self.shared.sample(len(pair[0]), rng), cfg.shared_snr)
             pair = [p + hum[: len(p)] for p in pair]
         return EnhanceItem(utt, pair[0].astype(np.float32), pair[1].astype(np.float32), sigma)
 
@@ -266,7 +267,3 @@ class EnhanceDataset(Dataset):
                 centres[b, :, : it.centres.shape[1]] = torch.from_numpy(it.centres)
             batch.centres = centres
         return batch
-
-
-def collate_fn(dataset: EnhanceDataset) -> Callable[[Sequence[EnhanceItem]], EnhanceBatch]:
-    return dataset.collate

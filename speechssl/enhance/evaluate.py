@@ -72,7 +72,7 @@ def noisy_inputs(
         n = min(len(clean), len(noisy))
         clean, noisy = clean[:n], noisy[:n]
         if bank is not None:
-            noise, _ = bank.sample(n, np.random.default_rng([seed, k]))
+            noise = bank.sample(n, np.random.default_rng([seed, k]))
             noisy = noisy + scale_to_snr(noisy, noise, extra_snr)
         pairs[utt] = (clean, noisy.astype(np.float32))
     return pairs
@@ -207,9 +207,13 @@ def write_results(exp: str | os.PathLike) -> Path:
     models = [m for m in TABLE_ORDER if m in found] + sorted(found - set(TABLE_ORDER))
     if not models:
         raise DataDirError(f"{exp}: no <model>/test/summary.json; run the scoring step first")
-    load = lambda *parts: json.loads((exp.joinpath(*parts)).read_text())  # noqa: E731
+
+    def load(*parts: str) -> dict:
+        return json.loads(exp.joinpath(*parts).read_text())
+
+    tests = {name: load(name, "test", "summary.json") for name in models}
     lines = [f"# Speech enhancement: {exp}", ""]
-    test = load(models[0], "test", "summary.json")["data"]
+    test = tests[models[0]]["data"]
     lines += [
         f"Test set {test}; every model the same network size and number of updates. SI-SDRi is "
         "the SI-SDR improvement over the noisy input (dB); the last columns are SI-SDRi on the "
@@ -219,14 +223,13 @@ def write_results(exp: str | os.PathLike) -> Path:
         "| SI-SDRi 0-5 dB | SI-SDRi white |",
         "| --- | ---: | --- | --- | --- | ---: | ---: | ---: |",
     ]
-    for name in models:
-        s = load(name, "test", "summary.json")
+    for name, s in tests.items():
         white = s["by_noise"].get("white")
         lines.append(
             _row(name, s["all"])
             + f" {_cell(s.get('snr_0_5'), 'si_sdri')} | {_cell(white, 'si_sdri')} |"
         )
-    low = [(n, s) for n in models if (s := load(n, "test", "summary.json").get("snr_0_5"))]
+    low = [(n, s["snr_0_5"]) for n, s in tests.items() if s.get("snr_0_5")]
     if low:
         lines += [
             "",

@@ -33,8 +33,7 @@ class NoiseBank:
     or the recordings of ``folder`` (wav/flac/ogg, any rate, read at 16 kHz mono on first use;
     a random stretch of a random file, looped when shorter than the speech).
 
-    ``sample(n, rng)`` returns ``(noise, name)``: ``n`` samples of unit-RMS noise and its family
-    (or the file's stem).
+    ``sample(n, rng)`` returns ``n`` samples of unit-RMS noise.
     """
 
     def __init__(self, families: Sequence[str] = SIMULATED_FAMILIES, folder: str | None = None):
@@ -69,15 +68,13 @@ class NoiseBank:
             self._cache[path] = wav / np.sqrt(np.mean(np.square(wav, dtype=np.float64)))
         return self._cache[path]
 
-    def sample(self, n: int, rng: np.random.Generator, family: str | None = None):
-        if self.folder is not None and family is None:
-            path = self._files[int(rng.integers(len(self._files)))]
-            rec = self._recording(path)
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self.folder is not None:
+            rec = self._recording(self._files[int(rng.integers(len(self._files)))])
             loop = np.tile(rec, n // len(rec) + 2)
             start = int(rng.integers(len(rec)))
-            return loop[start : start + n].astype(np.float32), path.stem
-        family = family or self.families[int(rng.integers(len(self.families)))]
-        return make_noise(family, n, rng), family
+            return loop[start : start + n].astype(np.float32)
+        return make_noise(self.families[int(rng.integers(len(self.families)))], n, rng)
 
 
 def add_noise(
@@ -85,11 +82,10 @@ def add_noise(
     bank: NoiseBank,
     rng: np.random.Generator,
     snr_range: Sequence[float],
-    family: str | None = None,
-) -> tuple[np.ndarray, float, str]:
+) -> np.ndarray:
     """``speech`` plus noise from ``bank`` at an SNR drawn uniformly from ``snr_range``
-    (``[lo, hi]``, or one value). Returns ``(mixture, snr_db, family)``."""
+    (``[lo, hi]``, or one value)."""
     lo, hi = (snr_range[0], snr_range[-1]) if len(snr_range) else (0.0, 0.0)
     snr = float(rng.uniform(lo, hi)) if hi > lo else float(lo)
-    noise, name = bank.sample(len(speech), rng, family)
-    return (speech + scale_to_snr(speech, noise, snr)).astype(np.float32), snr, name
+    noise = bank.sample(len(speech), rng)
+    return (speech + scale_to_snr(speech, noise, snr)).astype(np.float32)
