@@ -128,6 +128,24 @@ def test_per_task_probe_settings_override_the_arguments(synth_corpus, tmp_path):
     assert "layer-normed" not in (exp / "fbank_no_cmvn/sid/log.txt").read_text()
 
 
+def test_patience_stops_a_run_that_no_longer_improves(synth_corpus, tmp_path):
+    """lr 1e-12 leaves the probe where it starts: the first dev evaluation stays the best, so
+    patience 2 stops the run at the third evaluation; without patience it runs every step."""
+    exp = tmp_path / "exp"
+    argv = ["--upstream", "fbank_no_cmvn", "--task", "sid,er", "--data", str(synth_corpus),
+            "--exp", str(exp), "--lrs", "1e-12", "--steps", "40", "--eval-every", "2",
+            "--device", "cpu", "--set", "sid.patience=2"]  # fmt: skip
+    assert main(argv) == 0
+    [sid], [er] = (
+        run_results(exp / "fbank_no_cmvn" / "sid"),
+        run_results(exp / "fbank_no_cmvn" / "er"),
+    )
+    assert [c["step"] for c in sid["curve"]] == [2, 4, 6]
+    assert (sid["steps_run"], sid["best_step"]) == (6, 2)
+    assert er["steps_run"] == 40 and len(er["curve"]) == 20
+    assert "early stop at step 6" in (exp / "fbank_no_cmvn/sid/log.txt").read_text()
+
+
 def tiny_hf_wav2vec2(folder):
     transformers = require_module("transformers")  # only this test needs it
     config = transformers.Wav2Vec2Config(
@@ -212,11 +230,12 @@ def test_side_by_side_table_marks_the_best_and_counts_wins_over_fbank():
 
     def s(task, up, mean, higher=True):
         return {"task": task, "upstream": up, "mean": mean, "higher_is_better": higher,
-                "metric": "per" if not higher else "accuracy"}  # fmt: skip
+                "metric": "per" if not higher else "accuracy", "normalize": up == "ssl"}  # fmt: skip
 
     rows = side_by_side([s("pr", "fbank", 40.0, False), s("pr", "ssl", 50.0, False),
                          s("ks", "fbank", 30.0), s("ks", "ssl", 60.0)])  # fmt: skip
-    assert rows[0] == "| task | fbank | ssl |"
+    # each column says how the probe saw its input: the protocol's or our layer norm
+    assert rows[0] == "| task | fbank: as is (protocol) | ssl: layer-normed (ours) |"
     assert rows[2] == "| pr (per ↓) | **40.00** | 50.00 |"
     assert rows[3] == "| ks (accuracy) | 30.00 | **60.00** |"
     assert rows[-1] == "Tasks where an upstream beats fbank: ssl 1/2."

@@ -179,7 +179,63 @@ def test_pr_and_asr_decode_and_score_the_references(synth_corpus, tmp_path):
     require_lmplz()
     arpa = build_arpa(text / "lm_text.txt", tmp_path / "lm.arpa", order=2)
     with_lm = get_task("asr", hidden_size=8, lm=str(arpa))
+    tuned = with_lm.tune(oracle, [batch])  # beam search + LM from here on
+    assert oracle.lm_weights == (tuned["alpha"], tuned["beta"])
     assert with_lm.evaluate(oracle, [batch], text / "dev")["wer"] == 0.0
+
+
+class NoisyOracle(OracleCTC):
+    """The oracle's spelling blurred by fixed random scores: greedy decoding makes errors that
+    an LM can mend, so the LM weights matter."""
+
+    def __init__(self, references, vocab_size, shape, scale=0.12, seed=0):
+        super().__init__(references, vocab_size)
+        self.noise = torch.randn(*shape, vocab_size, generator=torch.Generator().manual_seed(seed))
+        self.scale = scale
+
+    def forward(self, features, lengths):
+        return F.log_softmax(super().forward(features, lengths) * self.scale + self.noise, -1)
+
+
+def test_asr_probe_tunes_lm_weights_on_dev_as_stage_4_does(synth_corpus, tmp_path):
+    """The probe's (alpha, beta) and its grid of dev WERs are those of the recipe's own tuner
+    (``speechssl.asr.infer.tune_weights``, stage 4) on the same emissions; before tuning the
+    probe decodes greedily (as during training), after it with beam search + LM."""
+    from conftest import require_lmplz
+
+    from speechssl.asr.decode import CTCDecoder, DecoderConfig
+    from speechssl.asr.infer import tune_weights
+    from speechssl.asr.lm import build_arpa
+    from speechssl.asr.score import score_texts
+
+    require_lmplz()
+    text = synth_corpus / "asr"
+    arpa = build_arpa(text / "lm_text.txt", tmp_path / "lm.arpa", order=2)
+    alphas, betas = [0.0, 0.5, 2.0], [0.0, 2.0]
+    asr = get_task("asr", hidden_size=8, lm=str(arpa), lm_alphas=alphas, lm_betas=betas)
+    head = asr.build_head(1, 160, text / "dev")
+    refs, batch = oracle_batch(asr, text / "dev", head.tokenizer.encode)
+    model = NoisyOracle(refs, len(head.tokenizer.tokens), batch.features.shape[:2])
+    model.tokenizer, model.lm_weights = head.tokenizer, None
+    emissions = {u: model(batch.features, batch.lengths)[b].numpy()
+                 for b, u in enumerate(batch.utt_ids)}  # fmt: skip
+    references = dict(zip(batch.utt_ids, batch.targets, strict=True))
+    tokens = head.tokenizer.tokens
+    greedy = CTCDecoder(tokens)
+    greedy_wer = score_texts(references, {u: greedy.greedy(e).text for u, e in emissions.items()})[
+        0
+    ].wer
+    assert asr.evaluate(model, [batch], text / "dev")["wer"] == pytest.approx(greedy_wer)
+
+    alpha, beta, grid = tune_weights(tokens, arpa, emissions, references, DecoderConfig(),
+                                     alphas, betas)  # fmt: skip
+    assert len({g["wer"] for g in grid}) > 1  # the weights matter on these emissions
+    tuned = asr.tune(model, [batch])
+    assert (tuned["alpha"], tuned["beta"]) == (alpha, beta)
+    assert [g["wer"] for g in tuned["grid"]] == pytest.approx([g["wer"] for g in grid])
+    best = min(g["wer"] for g in grid)
+    assert asr.evaluate(model, [batch], text / "dev")["wer"] == pytest.approx(best)
+    assert best < greedy_wer
 
 
 def test_chance_levels(tmp_path, synth_corpus):

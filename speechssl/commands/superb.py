@@ -32,6 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="optimizer updates per run (default: protocol)")
     p.add_argument("--eval-every", type=int, help="dev evaluation interval in updates")
     p.add_argument("--batch-size", type=int, help="utterances per update (default: protocol)")
+    p.add_argument("--patience", type=int,
+                   help="stop a run after N dev evaluations without a new best (default: none)")  # fmt: skip
     p.add_argument("--layer", type=int, help="probe one hidden state (no weighted sum)")
     # default None: a flag not given leaves the config's value
     p.add_argument("--normalize", action="store_true", default=None, help="layer-norm first")
@@ -44,14 +46,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a SuperbConfig field (seeds=[0,1]), a task option (asr.hidden_size=64 "
                    "asr.lm=lm.arpa) or a probe setting of one task: asr.steps=1500 "
-                   "asr.lrs=[3e-3,1e-2] asr.normalize=true asr.eval_every asr.batch_size",
+                   "asr.lrs=[3e-3,1e-2] asr.normalize=true asr.eval_every asr.batch_size asr.patience",
                    )  # fmt: skip
     return p
 
 
 # options that set a SuperbConfig field when given
-FLAGS = ("lrs", "seeds", "steps", "eval_every", "batch_size", "layer", "normalize", "finetune",
-         "use_cache", "device", "name", "cache_dir")  # fmt: skip
+FLAGS = ("lrs", "seeds", "steps", "eval_every", "batch_size", "patience", "layer", "normalize",
+         "finetune", "use_cache", "device", "name", "cache_dir")  # fmt: skip
 
 
 def _override(item: str, fields: list[str], tasks: list[str]) -> str:
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from speechssl.superb.runner import SuperbConfig, run_superb
     from speechssl.superb.tasks import TASKS
 
-    for flag in ("steps", "eval_every", "batch_size"):
+    for flag in ("steps", "eval_every", "batch_size", "patience"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise SpeechSSLError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -140,6 +141,9 @@ class ProbeConfig:
     layer: int | None = None  # one hidden state instead of the weighted sum
     normalize: bool = False  # layer-norm the hidden states before the sum
     finetune: bool = False  # train the upstream too (LiveSource with gradients)
+    # early stopping (ours; SUPERB trains every run to the end): stop after this many dev
+    # evaluations in a row without a new best; None: run all the steps
+    patience: int | None = None
 
 
 def _wavs(split: Split, utts: list[str], device: torch.device):
@@ -212,6 +216,14 @@ def eval_batches(split: Split, batch_size: int) -> list[list[str]]:
     return [utts[k : k + batch_size] for k in range(0, len(utts), batch_size)]
 
 
+def _eval_batches(task: Task, featurizer: Featurizer, split: Split, batch_size: int):
+    """The split's batches without gradients (call under ``torch.no_grad``)."""
+    return (
+        make_batch(task, split, utts, featurizer, grad=False)
+        for utts in eval_batches(split, batch_size)
+    )
+
+
 def evaluate(
     task: Task, head, featurizer: Featurizer, split: Split, batch_size: int
 ) -> dict[str, float]:
@@ -219,14 +231,19 @@ def evaluate(
     head.eval()
     featurizer.eval()
     with torch.no_grad():
-        batches = (
-            make_batch(task, split, utts, featurizer, grad=False)
-            for utts in eval_batches(split, batch_size)
-        )
+        batches = _eval_batches(task, featurizer, split, batch_size)
         metrics = task.evaluate(head, batches, split.data_dir)
     head.train(was_training)
     featurizer.train(was_training)
     return {k: float(v) for k, v in metrics.items()}
+
+
+def tune(task: Task, head, featurizer: Featurizer, split: Split, batch_size: int) -> dict:
+    """``task.tune`` on ``split`` (dev) with the head and featurizer in eval mode."""
+    head.eval()
+    featurizer.eval()
+    with torch.no_grad():
+        return task.tune(head, _eval_batches(task, featurizer, split, batch_size))
 
 
 def is_better(task: Task, value: float, best: float | None) -> bool:
@@ -276,6 +293,7 @@ def train_probe(
     batches = train_batches(task, train, config.batch_size, config.seed)
     crop_rng = np.random.default_rng([config.seed, 1])
     best, best_state, best_dev, best_step = None, None, {}, 0
+    stale, last_step = 0, config.steps  # evaluations since the best; the step it stopped at
     curve, losses = [], []
     # a moving line on a terminal (task, run, update, elapsed, ETA); the lines stay in log.txt
     bar = tqdm(
@@ -284,7 +302,9 @@ def train_probe(
         unit="upd",
         file=sys.stderr,
         leave=False,
-        disable=None,  # off when stderr is not a terminal
+        # off when stderr is not a terminal, unless a job runner that shows its jobs' last
+        # line asks for it (recipes' run_jobs sets SPEECHSSL_PROGRESS=1)
+        disable=None if not os.environ.get("SPEECHSSL_PROGRESS") else False,
         mininterval=1.0,
         dynamic_ncols=True,
     )
@@ -316,9 +336,20 @@ def train_probe(
                 f"{dev[task.metric]:.2f}{' (best)' if improved else ''}"
             )
             bar.set_postfix_str(f"dev {task.metric} {dev[task.metric]:.2f}", refresh=False)
+            stale = 0 if improved else stale + 1
+            if config.patience and stale >= config.patience and step < config.steps:
+                last_step = step
+                detail(f"early stop at step {step}: no better dev {task.metric} in {stale} "
+                       f"evaluations (patience {config.patience})")  # fmt: skip
+                break
     bar.close()
     for key, module in modules.items():
         module.load_state_dict(best_state[key])
+    decoding = tune(task, head, featurizer, splits["dev"], config.batch_size)
+    if decoding:  # the dev figure of the tuned decoder (lr selection compares these)
+        detail(f"tuned on dev: {decoding}")
+        best_dev = evaluate(task, head, featurizer, splits["dev"], config.batch_size)
+        best = best_dev[task.metric]
     test = evaluate(task, head, featurizer, splits["test"], config.batch_size)
     atomic_torch_save({"task": task.name, "step": best_step, **best_state}, out_dir / "best.pt")
     if initial is not None:
@@ -332,9 +363,11 @@ def train_probe(
         "lr": config.lr,
         "seed": config.seed,
         "steps": config.steps,
+        "steps_run": last_step,  # < steps: stopped early (patience)
         "best_step": best_step,
         "dev": best_dev,
         "test": test,
+        "decoding": decoding,  # settings tuned on dev after training (ASR: LM weights)
         "layer_weights": featurizer.layer_weights().tolist(),
         "curve": curve,  # mean train loss since the previous evaluation, dev metric
         "seconds": round(time.time() - start, 3),

@@ -48,7 +48,7 @@ from speechssl.upstream import Upstream, load_upstream
 
 LR_EXPONENTS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # default sweep: default_lr x 10^e
 # ``--set TASK.KEY=VALUE`` keys that set the probe of one task rather than its constructor
-PROBE_SETTINGS = ("steps", "eval_every", "batch_size", "normalize", "lrs")
+PROBE_SETTINGS = ("steps", "eval_every", "batch_size", "normalize", "lrs", "patience")
 
 
 class SuperbError(SpeechSSLError, ValueError):
@@ -65,6 +65,7 @@ class SuperbConfig:
     steps: int | None = None  # optimizer updates per run (default: the protocol's)
     eval_every: int | None = None  # dev evaluation interval (default: steps / 10, <= 5000)
     batch_size: int | None = None  # utterances per update (default: the protocol's)
+    patience: int | None = None  # stop a run after this many dev evaluations without a best
     layer: int | None = None  # probe one hidden state instead of the weighted sum
     normalize: bool = False  # layer-norm each hidden state before the sum
     finetune: bool = False  # train the upstream too (no cache)
@@ -230,7 +231,7 @@ def split_task_options(
     task_options: dict[str, dict],
 ) -> tuple[dict[str, dict], dict[str, dict]]:
     """``SuperbConfig.task_options`` -> (task constructor options, per-task probe settings):
-    ``steps``, ``eval_every``, ``batch_size`` (positive integers), ``normalize`` (bool) and
+    ``steps``, ``eval_every``, ``batch_size``, ``patience`` (positive integers), ``normalize`` (bool) and
     ``lrs`` (a list of positive numbers) override the top-level values for that task only, e.g.
     an ASR probe that needs more updates than KS."""
     constructor: dict[str, dict] = {}
@@ -378,15 +379,18 @@ def run_superb(
             layer=layer if live else None,  # the cache holds the one layer already
             normalize=own.get("normalize", cfg.normalize),
             finetune=cfg.finetune,
+            patience=own.get("patience") or cfg.patience,
         )
         log(
             f"lrs {task_lrs}, seeds {list(cfg.seeds)}, {task_steps} steps, batch "
-            f"{config['batch_size']}{', layer-normed' if config['normalize'] else ''}, "
+            f"{config['batch_size']}{', layer-normed' if config['normalize'] else ''}"
+            f"{', patience ' + str(config['patience']) if config['patience'] else ''}, "
             f"device {device}"
         )
         folds = folds_by_task[task.name]
         runs, chances = _sweep(task, folds, features, task_dir, task_lrs, cfg.seeds, config, log)
         summary = summarize(task, runs, upstream_info, statistics.fmean(chances))
+        summary["normalize"] = config["normalize"]  # the report labels layer-normed rows ours
         atomic_write_text(task_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
         log(
             f"test {task.metric} {summary['mean']:.2f} ± {summary['std']:.2f} at dev-selected "

@@ -4,13 +4,17 @@ Head (s3prl ``asr`` config): Linear(D -> H), 2 x BiLSTM with H units per directi
 0.2, no downsampling), Linear(2H -> characters + blank); CTC over characters with ``|`` between
 words (:class:`speechssl.asr.tokenizer.CharTokenizer` built from the training transcripts);
 SpecAugment-style time and feature masks on the representation during training; Adam 1e-4.
-Decoding is greedy, or a KenLM beam search with ``lm=<arpa|binary>``; WER in percent through
-:func:`speechssl.asr.score.score_texts` (jiwer).
+Decoding: greedy for the dev evaluations during training (checkpoint selection). With
+``lm=<arpa|binary>``, the selected checkpoint is then decoded on dev by beam search + LM over a
+grid of LM weight α (``lm_alphas``) and word bonus β (``lm_betas``); the best pair by dev WER
+decodes dev and test, and that dev WER is the one the lr sweep compares (as stage 4 of the
+recipe tunes its own model; SUPERB's s3prl fixes the LM weights instead, so this step is ours).
+WER in percent through :func:`speechssl.asr.score.score_texts` (jiwer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,11 +77,17 @@ class SpeechRecognition(Task):
         dropout: float = 0.2,
         specaug: bool = True,
         lm: str | None = None,
+        lm_alphas: Sequence[float] = (0.25, 0.5, 1.0),
+        lm_betas: Sequence[float] = (0.0, 1.5, 3.0),
     ):
+        if lm is not None and (not lm_alphas or not lm_betas):
+            raise ValueError("lm_alphas and lm_betas: give at least one value each")
         self.hidden_size = hidden_size
         self.dropout = dropout
         self.specaug = specaug
         self.lm = lm
+        self.lm_alphas = [float(a) for a in lm_alphas]
+        self.lm_betas = [float(b) for b in lm_betas]
         # one decoder per vocabulary, kept across evaluations: the LM loads once per run
         self._decoders: dict[tuple[str, ...], CTCDecoder] = {}
 
@@ -93,6 +103,7 @@ class SpeechRecognition(Task):
         tokenizer = CharTokenizer.from_texts(self.targets(train_dir).values())
         head = BiLSTMCTCHead(input_dim, len(tokenizer.tokens), self.hidden_size, self.dropout)
         head.tokenizer = tokenizer
+        head.lm_weights = None  # (alpha, beta) once tuned: beam search + LM, else greedy
         return head
 
     def loss(self, head: nn.Module, batch: ProbeBatch) -> tuple[torch.Tensor, int]:
@@ -103,31 +114,68 @@ class SpeechRecognition(Task):
         log_probs = head(features, batch.lengths)
         return ctc_loss_sum(log_probs, batch.lengths, targets), len(batch.utt_ids)
 
-    @torch.no_grad()
-    def evaluate(
-        self, head: nn.Module, batches: Iterable[ProbeBatch], split_dir: Path
-    ) -> dict[str, float]:
+    def _decoder(self, head: nn.Module) -> CTCDecoder:
         from speechssl.asr.decode import CTCDecoder
-        from speechssl.asr.score import score_texts
 
-        head.eval()
         tokens = tuple(head.tokenizer.tokens)
-        if tokens not in self._decoders:  # every dev evaluation of every run reuses it
+        if tokens not in self._decoders:  # every evaluation of every run reuses it
             self._decoders[tokens] = CTCDecoder(tokens, lm=self.lm)
-        decoder = self._decoders[tokens]
-        refs, hyps = {}, {}
+        return self._decoders[tokens]
+
+    @staticmethod
+    def _emissions(head: nn.Module, batches: Iterable[ProbeBatch]):
+        """utt -> ((T, V) log-probabilities on the CPU, reference text)."""
+        out = {}
         for batch in batches:
             log_probs = head(batch.features, batch.lengths).cpu()
             for b, utt in enumerate(batch.utt_ids):
-                emission = log_probs[b, : int(batch.lengths[b])]
-                best = decoder.beam_search(emission)[0] if self.lm else decoder.greedy(emission)
-                hyps[utt], refs[utt] = best.text, batch.targets[b]
+                out[utt] = (log_probs[b, : int(batch.lengths[b])], batch.targets[b])
+        return out
+
+    def _score(self, decoder, emissions, lm_weights) -> dict[str, float]:
+        from speechssl.asr.score import score_texts
+
+        if lm_weights is not None:
+            decoder = decoder.with_config(alpha=lm_weights[0], beta=lm_weights[1])
+        hyps, refs = {}, {}
+        for utt, (emission, ref) in emissions.items():
+            best = (
+                decoder.greedy(emission) if lm_weights is None else decoder.beam_search(emission)[0]
+            )
+            hyps[utt], refs[utt] = best.text, ref
         summary, _ = score_texts(refs, hyps)
         return {
             self.metric: summary.wer,
             "cer": summary.cer,
             "ser": summary.ser,
             "utterances": float(summary.utterances),
+        }
+
+    @torch.no_grad()
+    def evaluate(
+        self, head: nn.Module, batches: Iterable[ProbeBatch], split_dir: Path
+    ) -> dict[str, float]:
+        head.eval()
+        weights = getattr(head, "lm_weights", None)  # set by tune()
+        return self._score(self._decoder(head), self._emissions(head, batches), weights)
+
+    @torch.no_grad()
+    def tune(self, head: nn.Module, batches: Iterable[ProbeBatch]) -> dict:
+        """With an LM: (alpha, beta) by dev WER of beam search + LM over the grid; kept on
+        ``head`` for the final dev and test decodes. Ties go to the smaller alpha, beta."""
+        if self.lm is None:
+            return {}
+        head.eval()
+        decoder, emissions = self._decoder(head), self._emissions(head, batches)
+        grid = [(a, b) for a in self.lm_alphas for b in self.lm_betas]
+        wers = {pair: self._score(decoder, emissions, pair)[self.metric] for pair in grid}
+        alpha, beta = min(grid, key=lambda pair: (wers[pair], pair))
+        head.lm_weights = (alpha, beta)
+        return {
+            "alpha": alpha,
+            "beta": beta,
+            "dev_wer_greedy": self._score(decoder, emissions, None)[self.metric],
+            "grid": [{"alpha": a, "beta": b, "wer": wers[(a, b)]} for a, b in grid],
         }
 
     def chance(self, train_dir: Path, test_dir: Path) -> float:

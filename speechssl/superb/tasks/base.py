@@ -70,6 +70,12 @@ class Task:
         """The main metric at chance level."""
         raise NotImplementedError
 
+    def tune(self, head: nn.Module, batches: Iterable[ProbeBatch]) -> dict[str, Any]:
+        """After training, with the best-dev checkpoint loaded: tune decoding settings on dev
+        (``batches``) and keep them on ``head`` for the final dev and test evaluations; returns
+        them for the run's ``result.json`` (ASR: the LM weights). Default: nothing to tune."""
+        return {}
+
 
 def read_labels(split_dir: Path, name: str) -> dict[str, str]:
     """``split_dir/name`` (e.g. ``utt2keyword``) for every utterance of ``split_dir/wav.scp``
