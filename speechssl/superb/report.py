@@ -22,6 +22,7 @@ COLUMNS = (
     "dev lr",
     "seeds",
     "upstream",
+    "input",
     "upstream parameters",
     "probe time (s)",
     "chance",
@@ -54,6 +55,12 @@ def read_summaries(exp: str | os.PathLike) -> list[dict]:
     return sorted(summaries, key=lambda s: (order.get(s["task"], len(order)), s["upstream"]))
 
 
+def input_label(s: dict) -> str:
+    """How the probe saw the hidden states: SUPERB's protocol feeds them to the weighted sum
+    as they are; ``--normalize`` layer-norms each first, a change of ours."""
+    return "layer-normed (ours)" if s.get("normalize") else "as is (protocol)"
+
+
 def _row(s: dict) -> dict[str, str]:
     arrow = "" if s["higher_is_better"] else " ↓"
     return {
@@ -63,6 +70,7 @@ def _row(s: dict) -> dict[str, str]:
         "dev lr": f"{s['dev_lr']:.2e}",
         "seeds": " ".join(str(x) for x in s["seeds"]),
         "upstream": s["upstream"],
+        "input": input_label(s),
         "upstream parameters": str(s["upstream_params"]),
         "probe time (s)": f"{s['probe_seconds']:.1f}",
         "chance": f"{s['chance']:.2f}",
@@ -75,7 +83,9 @@ def side_by_side(summaries: list[dict]) -> list[str]:
     upstreams = sorted({s["upstream"] for s in summaries})
     tasks = list(dict.fromkeys(s["task"] for s in summaries))
     by = {(s["task"], s["upstream"]): s for s in summaries}
-    lines = ["| task | " + " | ".join(upstreams) + " |", "|---" * (len(upstreams) + 1) + "|"]
+    inputs = {u: {input_label(s) for s in summaries if s["upstream"] == u} for u in upstreams}
+    heads = [f"{u}: {' / '.join(sorted(inputs[u]))}" for u in upstreams]
+    lines = ["| task | " + " | ".join(heads) + " |", "|---" * (len(upstreams) + 1) + "|"]
     for task in tasks:
         row = [by.get((task, u)) for u in upstreams]
         present = [r for r in row if r is not None]
@@ -115,6 +125,9 @@ def markdown(summaries: list[dict]) -> str:
         "",
         "Test metric at the best-dev checkpoint of each seed, for the learning rate with the "
         "best mean dev metric; mean ± std over seeds (folds averaged first). ↓: lower is better.",
+        "Input: SUPERB's protocol gives the weighted sum the hidden states as they are "
+        "(`as is (protocol)`); `layer-normed (ours)` layer-norms each hidden state first "
+        "(`--normalize`), which SUPERB does not.",
         "",
         *(side_by_side(summaries) + [""] if summaries else []),
         "| " + " | ".join(COLUMNS) + " |",

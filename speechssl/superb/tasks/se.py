@@ -281,8 +281,18 @@ class SpeechEnhancement(Task):
         for utt in data.utt_ids:
             noisy = data.load_audio(utt)
             clean = load_audio(clean_paths[utt], utt_id=utt)
-            values.append(enhancement_scores(clean, noisy, noisy)[f"{self.metric}_noisy"])
+            values.append(_noisy_score(self.metric, clean, noisy))
         return float(sum(values) / len(values))
+
+
+def _noisy_score(metric: str, clean, noisy) -> float:
+    """One metric of the noisy input: STOI costs 5x PESQ, and all six scores of every test
+    utterance took ~40 s of a 2-minute CPU probe."""
+    if metric == "pesq":
+        return pesq_wb(clean, noisy, SAMPLE_RATE)
+    if metric == "stoi":
+        return stoi(clean, noisy, SAMPLE_RATE)
+    return enhancement_scores(clean, noisy, noisy)[f"{metric}_noisy"]
 
 
 def _noisy_baseline(clean, noisy) -> dict[str, float]:
