@@ -79,8 +79,9 @@ if stage_on 2; then
     [ -z "$upstream" ] || set_args+=(--upstream "$upstream")
     [ -z "$unlabeled" ] || set_args+=(--unlabeled "$unlabeled")
     log "stage 2: CTC training on $train ($config${upstream:+, upstream $upstream}); log: $exp/train.log"
-    speechssl asr-train --config "$config" --data "$train" --valid "$dev" --exp "$exp" \
-      "${set_args[@]}" > "$exp/asr_train.out" 2>&1 \
+    # on a terminal, the training progress bar's last state is redrawn on one line
+    run_logged "$exp/asr_train.out" speechssl asr-train --config "$config" --data "$train" \
+      --valid "$dev" --exp "$exp" "${set_args[@]}" \
       || { tail -n 20 "$exp/asr_train.out" >&2; die "ASR training failed"; }
     require_file "$exp/model.pt"
     mark_done "$exp/.train.done" "$(tail -n 1 "$exp/asr_train.out")"
@@ -95,8 +96,8 @@ decode() {
     log "  $out done already: $(head -n 1 "$out/wer.txt" 2>/dev/null || true)"
     return 0
   fi
-  speechssl asr-decode --model "$exp/model.pt" --data "$data" --out "$out" --nj "$nj" "$@" \
-    > "$out.log" 2>&1 || { tail -n 20 "$out.log" >&2; die "decoding $data failed (see $out.log)"; }
+  run_logged "$out.log" speechssl asr-decode --model "$exp/model.pt" --data "$data" --out "$out" \
+    --nj "$nj" "$@" || { tail -n 20 "$out.log" >&2; die "decoding $data failed (see $out.log)"; }
   log "  $(tail -n 1 "$out.log")"
   mark_done "$out/.done"
 }

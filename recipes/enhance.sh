@@ -86,8 +86,8 @@ evaluate() {  # evaluate <model> <out> [enhance-eval options]
     log "  $name: scored already ($out/summary.md)"
     return
   fi
-  speechssl enhance-eval --model "$exp/$name/model.pt" --data "$test" --out "$out" --nj "$nj" \
-    --label "$name" "$@" > "$out.log" 2>&1 || { tail -n 20 "$out.log" >&2; die "scoring $name failed"; }
+  run_logged "$out.log" speechssl enhance-eval --model "$exp/$name/model.pt" --data "$test" \
+    --out "$out" --nj "$nj" --label "$name" "$@" || { tail -n 20 "$out.log" >&2; die "scoring $name failed"; }
   mark_done "$out/.done"
   tail -n 1 "$out.log" >&2
 }
@@ -120,9 +120,9 @@ if stage_on 3 && [ -n "$asr_model" ]; then
     fi
     enhance=()
     [ "$variant" = raw ] || enhance=(--enhance "$exp/$variant/model.pt")
-    speechssl asr-decode --model "$asr_model/model.pt" --data "$test" --out "$out" --nj "$nj" \
-      --lm "$asr_model/lm/${lm_order}gram/lm.bin" --weights "$asr_model/decode/dev_beam_lm/decode.json" \
-      "${enhance[@]}" > "$out.log" 2>&1 || { tail -n 20 "$out.log" >&2; die "decoding failed (see $out.log)"; }
+    run_logged "$out.log" speechssl asr-decode --model "$asr_model/model.pt" --data "$test" \
+      --out "$out" --nj "$nj" --lm "$asr_model/lm/${lm_order}gram/lm.bin" \
+      --weights "$asr_model/decode/dev_beam_lm/decode.json" "${enhance[@]}" || { tail -n 20 "$out.log" >&2; die "decoding failed (see $out.log)"; }
     mark_done "$out/.done"
     tail -n 1 "$out.log" >&2
   done

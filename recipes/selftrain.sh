@@ -92,9 +92,9 @@ if stage_on 2; then
     fi
     require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json"
     log "stage 2: teacher $t decodes $unlabeled (beam + LM, n-best)"
-    speechssl asr-decode --model "$t/model.pt" --data "$unlabeled" --out "$out" --nj "$nj" \
-      --lm "$t/lm/${lm_order}gram/lm.bin" --weights "$t/decode/dev_beam_lm/decode.json" --nbest 8 \
-      > "$out.log" 2>&1 || { tail -n 20 "$out.log" >&2; die "decoding $unlabeled failed"; }
+    run_logged "$out.log" speechssl asr-decode --model "$t/model.pt" --data "$unlabeled" \
+      --out "$out" --nj "$nj" --lm "$t/lm/${lm_order}gram/lm.bin" \
+      --weights "$t/decode/dev_beam_lm/decode.json" --nbest 8 || { tail -n 20 "$out.log" >&2; die "decoding $unlabeled failed"; }
     mark_done "$out/.done"
   done
 fi

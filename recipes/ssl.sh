@@ -64,8 +64,8 @@ for ((it = 1; it <= iters; it++)); do
         fi
         log "iteration $it: k-means ($k clusters, ${feature[*]})"
         # shellcheck disable=SC2086  # kmeans_opts is a list of options
-        speechssl kmeans fit "${feature[@]}" --n-clusters "$k" --percent "$kmeans_percent" $kmeans_opts \
-          "$train" "$km" > "$dir/kmeans.log" 2>&1 || { tail -n 20 "$dir/kmeans.log" >&2; die "k-means failed"; }
+        run_logged "$dir/kmeans.log" speechssl kmeans fit "${feature[@]}" --n-clusters "$k" \
+          --percent "$kmeans_percent" $kmeans_opts "$train" "$km" || { tail -n 20 "$dir/kmeans.log" >&2; die "k-means failed"; }
         for set_dir in "$train" ${valid:+"$valid"}; do
           name=$(basename "$set_dir")
           run_jobs JOB=1:"$nj" "$labels/log/dump_$name.JOB.log" \

@@ -137,6 +137,21 @@ exit "$rc"
 declare -ga _RUN_JOBS_PIDS=()
 declare -gA _RUN_JOBS_LOG_OF=() # pid -> log of a running job
 
+# On a terminal, redraws one status line: jobs done, elapsed time, and the latest status of each
+# running job, i.e. the last line of its log, a progress bar's last redraw included (text after
+# the last carriage return). Does nothing when stderr is not a terminal.
+_run_jobs_progress() {
+  [ -t 2 ] || return 0
+  local done_count=$1 total=$2 started=$3 pid status line width
+  width=${COLUMNS:-$(tput cols 2>/dev/null || echo 120)}
+  line="jobs $done_count/$total done, $(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s"
+  for pid in "${_RUN_JOBS_PIDS[@]}"; do
+    status=$(tail -c 400 "${_RUN_JOBS_LOG_OF[$pid]}" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 1) || status=""
+    line+=" | ${status:0:$((width / 2))}"
+  done
+  printf '\r\033[K%s' "${line:0:$((width - 1))}" >&2
+}
+
 # Drops finished jobs from _RUN_JOBS_PIDS.
 _run_jobs_prune() {
   local pid alive=()
@@ -186,6 +201,38 @@ _run_jobs_report() {
     tail -n 20 "$log" 2>/dev/null | sed 's/^/    /' >&2 || true
   done
   return 1
+}
+
+# run_logged LOG COMMAND [ARGS...]: COMMAND with stdout and stderr to LOG; returns its status.
+# On a terminal one line is redrawn every second while it runs (LOG's name, elapsed time, LOG's
+# last line), so a step that prints only when it ends still shows that it is alive; Ctrl-C stops
+# COMMAND too. Off a terminal it is just `COMMAND > LOG 2>&1`.
+run_logged() {
+  (($# >= 2)) || _die_caller "usage: run_logged LOG COMMAND [ARGS...]"
+  local log=$1 pid rc=0 started=$SECONDS status line width old_traps
+  shift
+  if ! [ -t 2 ]; then
+    "$@" >"$log" 2>&1
+    return
+  fi
+  require_cmd setsid
+  old_traps=$(trap -p INT TERM)
+  setsid "$@" >"$log" 2>&1 &
+  pid=$!
+  trap 'kill -TERM -- "-$pid" 2>/dev/null; exit 130' INT
+  trap 'kill -TERM -- "-$pid" 2>/dev/null; exit 143' TERM
+  width=${COLUMNS:-$(tput cols 2>/dev/null || echo 120)}
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    status=$(tail -c 400 "$log" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 1) || status=""
+    line="$(basename "$log"): $(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s | $status"
+    printf '\r\033[K%s' "${line:0:$((width - 1))}" >&2
+  done
+  printf '\r\033[K' >&2
+  wait "$pid" || rc=$?
+  trap - INT TERM
+  [[ -n $old_traps ]] && eval "$old_traps" # trap -p output, not user input
+  return "$rc"
 }
 
 # run_jobs [--max-parallel K] [JOB=A:B] LOG COMMAND [ARGS...]
@@ -259,8 +306,12 @@ run_jobs() {
 
   _RUN_JOBS_PIDS=()
   _RUN_JOBS_LOG_OF=()
+  local started=$SECONDS tick=0 total=$((last - first + 1))
   for ((j = first; j <= last; j++)); do
-    while _run_jobs_prune && ((${#_RUN_JOBS_PIDS[@]} >= max_parallel)); do sleep 0.1; done
+    while _run_jobs_prune && ((${#_RUN_JOBS_PIDS[@]} >= max_parallel)); do
+      sleep 0.1
+      ((++tick % 10)) || _run_jobs_progress "$((j - first - ${#_RUN_JOBS_PIDS[@]}))" "$total" "$started"
+    done
     cmd=("$@")
     if ((with_job)); then
       cmd=()
@@ -271,7 +322,11 @@ run_jobs() {
     _RUN_JOBS_LOG_OF[$!]=${logs[j]}
   done
   # Finished jobs are reaped by bash as they exit; their codes are read from the logs.
-  while _run_jobs_prune && ((${#_RUN_JOBS_PIDS[@]} > 0)); do sleep 0.1; done
+  while _run_jobs_prune && ((${#_RUN_JOBS_PIDS[@]} > 0)); do
+    sleep 0.1
+    ((++tick % 10)) || _run_jobs_progress "$((total - ${#_RUN_JOBS_PIDS[@]}))" "$total" "$started"
+  done
+  if [ -t 2 ] && ((SECONDS > started)); then printf '\r\033[K' >&2; fi
 
   trap - INT TERM HUP
   [[ -n $old_traps ]] && eval "$old_traps" # trap -p output, not user input
