@@ -33,6 +33,8 @@ selftrain_set="data.labeled_ratio=0.5"  # stage 5: the student's extra `asr-trai
 enhance_models=noise2noise  # stage 6: enhancers (recipes/enhance.sh --models; "all" for the six-row table)
 enhance_set=""        # stage 6: extra `enhance-train --set` values, e.g. "trainer.max_updates=50"
 superb_upstreams="fbank_no_cmvn ssl"  # stage 7: upstreams (fbank_no_cmvn: SUPERB's FBANK baseline; ssl: stage 3's)
+superb_protocol=fbank_no_cmvn  # stage 7: upstreams also probed with SUPERB's input (no --normalize), <name>_protocol
+superb_nj=""          # stage 7: probe jobs at a time, one thread each (default: --nj)
 superb_tasks=pr,ks,ic,sid,er,asr,se,sv      # stage 7: SUPERB tasks
 superb_steps=600      # stage 7: updates per probe run (the protocol's 30k-200k need a GPU)
 superb_lrs=1e-3,3e-3,1e-2  # stage 7: learning-rate sweep (best dev lr reported)
@@ -41,11 +43,16 @@ superb_lm=true        # stage 7: decode the ASR probe with a 3-gram KenLM of dat
 # stage 7: CPU-sized heads (the protocol's 1024/896-unit BiLSTMs need a GPU); "" for the protocol.
 # --normalize layer-norms each hidden state first: FBANK without CMVN (SUPERB's baseline) is
 # unnormalised, and a linear CTC probe on it diverges at these lrs (PR 94% PER -> 48%).
-# The ASR probe has its own settings: CTC leaves the all-blank plateau only after ~500 updates,
-# and its best lr differs by upstream (FBANK 1e-2, the tiny HuBERT 3e-3).
+# The ASR probe has its own settings: CTC leaves the all-blank plateau only after ~500 updates.
+# Sized to keep stage 7 <= 20 min on 2 cores (bench/RESULTS.md, issue 19): each task sweeps only
+# the lrs that won its dev selection for both upstreams in a full 3-lr sweep (ASR 3e-3 vs 1e-2
+# within 1 WER point of dev for HuBERT; PR never picks 1e-3); SE and SV, whose dev PESQ and EER
+# then wandered within 1.36-1.47 and 3-8% after 150-200 updates, train 200 and 250 updates; SE
+# evaluates dev (PESQ, the slow part) once, at the end. Wider sweeps: --superb-opts with your own --set lines.
 superb_opts="--normalize --eval-every 50 --batch-size 16 --set se.hidden_size=64"
-superb_opts+=" --set asr.hidden_size=64 --set asr.steps=1500 --set asr.eval_every=250"
-superb_opts+=" --set asr.lrs=[3e-3,1e-2]"
+superb_opts+=" --set asr.hidden_size=64 --set asr.steps=1500 --set asr.eval_every=500"
+superb_opts+=" --set asr.lrs=[3e-3] --set pr.lrs=[3e-3,1e-2] --set se.lrs=[1e-2]"
+superb_opts+=" --set se.steps=200 --set se.eval_every=200 --set sv.lrs=[1e-3] --set sv.steps=250"
 superb_opts+=" --set sv.projection_dim=128 --set sv.embedding_dim=128"
 superb_opts+=" --set sv.tdnn_channels=[128,128,128,128,384]"
 
@@ -192,6 +199,7 @@ if stage_on 6; then
   log "  stage 6 took $((SECONDS - start)) s"
 fi
 if stage_on 7; then
+  start=$SECONDS
   upstreams=()
   for up in $superb_upstreams; do
     if [ "$up" = ssl ]; then
@@ -218,6 +226,8 @@ if stage_on 7; then
   log "stage 7: SUPERB probes of ${upstreams[*]} on $superb_tasks"
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} bash "$SPEECHSSL_ROOT/recipes/superb.sh" \
     --upstream "${upstreams[*]}" --tasks "$superb_tasks" --data "$data" --exp "$exp/superb" \
-    --steps "$superb_steps" --lrs "$superb_lrs" --seeds "$superb_seeds" --opts "$opts"
+    --steps "$superb_steps" --lrs "$superb_lrs" --seeds "$superb_seeds" --opts "$opts" \
+    --protocol "$superb_protocol" --nj "${superb_nj:-$nj}"
+  log "  stage 7 took $((SECONDS - start)) s"
 fi
 log "done (elapsed ${SECONDS}s)"
