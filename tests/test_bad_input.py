@@ -35,6 +35,17 @@ def test_every_checkpoint_unreadable_is_one_error_line(tmp_path, capsys):
     assert sum(line.startswith("WARNING: ") for line in err.splitlines()) == 2
 
 
+def test_a_method_config_typo_is_one_error_line(tmp_path, capsys):
+    data = make_data_dir(tmp_path / "data")
+    argv = _pretrain(data, tmp_path / "exp", 2) + ["--set", "model.bogus_key=1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "TypeError" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "unknown field(s) ['bogus_key']" in errors[0]
+    assert not (tmp_path / "exp" / "checkpoints").exists()  # stopped before training
+
+
 def test_resume_and_fresh_start_are_said_on_the_terminal(tmp_path, capsys):
     data = make_data_dir(tmp_path / "data")
     assert main(_pretrain(data, tmp_path / "exp", 2)) == 0
