@@ -6,8 +6,8 @@
 # Every upstream x task is one job (recipes/lib/superb_job.sh; the short ones sid, er, ic, ks
 # of an upstream together), at most --nj at a time, the slowest first; each job's output goes
 # to <exp>/log/superb.<k>.log and, on a terminal, one moving line shows every running job's
-# progress. Export OMP_NUM_THREADS=1 so that --nj jobs
-# share the cores without oversubscription (the BiLSTM heads slow down ~10x with it).
+# progress. Export OMP_NUM_THREADS=1 so that --nj jobs share the cores without
+# oversubscription (the BiLSTM heads slow down ~10x with it).
 # --protocol names upstreams probed a second time with SUPERB's input (no layer norm even when
 # --opts has --normalize), under <name>_protocol, so the report shows both.
 #

@@ -142,14 +142,24 @@ declare -gA _RUN_JOBS_LOG_OF=() # pid -> log of a running job
 # the last carriage return). Does nothing when stderr is not a terminal.
 _run_jobs_progress() {
   [ -t 2 ] || return 0
-  local done_count=$1 total=$2 started=$3 pid status line width
-  width=${COLUMNS:-$(tput cols 2>/dev/null || echo 120)}
-  line="jobs $done_count/$total done, $(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s"
+  local done_count=$1 total=$2 started=$3 pid line width
+  width=$(_term_width)
+  line="jobs $done_count/$total done, $(_elapsed "$started")"
   for pid in "${_RUN_JOBS_PIDS[@]}"; do
-    status=$(tail -c 400 "${_RUN_JOBS_LOG_OF[$pid]}" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 1) || status=""
-    line+=" | ${status:0:$((width / 2))}"
+    line+=" | $(_last_status "${_RUN_JOBS_LOG_OF[$pid]}" "$((width / 2))")"
   done
   printf '\r\033[K%s' "${line:0:$((width - 1))}" >&2
+}
+
+_term_width() { echo "${COLUMNS:-$(tput cols 2>/dev/null || echo 120)}"; }
+_elapsed() { echo "$(((SECONDS - $1) / 60))m$(((SECONDS - $1) % 60))s"; } # since SECONDS was $1
+
+# _last_status LOG [MAX]: the last non-blank line of LOG (after a carriage return: a progress
+# bar's latest redraw), at most MAX characters.
+_last_status() {
+  local status
+  status=$(tail -c 400 "$1" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 1) || status=""
+  echo "${status:0:${2:-400}}"
 }
 
 # Drops finished jobs from _RUN_JOBS_PIDS.
@@ -209,7 +219,7 @@ _run_jobs_report() {
 # COMMAND too. Off a terminal it is just `COMMAND > LOG 2>&1`.
 run_logged() {
   (($# >= 2)) || _die_caller "usage: run_logged LOG COMMAND [ARGS...]"
-  local log=$1 pid rc=0 started=$SECONDS status line width old_traps
+  local log=$1 pid rc=0 started=$SECONDS line width old_traps
   shift
   if ! [ -t 2 ]; then
     "$@" >"$log" 2>&1
@@ -221,11 +231,10 @@ run_logged() {
   pid=$!
   trap 'kill -TERM -- "-$pid" 2>/dev/null; exit 130' INT
   trap 'kill -TERM -- "-$pid" 2>/dev/null; exit 143' TERM
-  width=${COLUMNS:-$(tput cols 2>/dev/null || echo 120)}
+  width=$(_term_width)
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
-    status=$(tail -c 400 "$log" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 1) || status=""
-    line="$(basename "$log"): $(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s | $status"
+    line="$(basename "$log"): $(_elapsed "$started") | $(_last_status "$log")"
     printf '\r\033[K%s' "${line:0:$((width - 1))}" >&2
   done
   printf '\r\033[K' >&2
