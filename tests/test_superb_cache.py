@@ -3,6 +3,7 @@ recomputed when a shard is damaged; a whole lr sweep runs the upstream once per 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -157,3 +158,24 @@ def test_lr_sweep_runs_the_upstream_once_per_utterance(synth_corpus, tmp_path):
     )
     assert upstream.utterances == utts and again == [summary]
     assert not Path(cache).exists()
+
+
+def test_an_entry_committed_meanwhile_by_another_job_is_kept(data_dir, tmp_path, monkeypatch):
+    """Two probe jobs of one upstream build the same entry at once (recipes/superb.sh --nj):
+    the one that finishes second keeps the first one's folder instead of failing."""
+    import speechssl.superb.cache as cache
+
+    theirs = cached_hidden_states(CountingUpstream(), "x", data_dir, tmp_path / "theirs")
+    replace = os.replace
+
+    def racing_replace(src, dst):  # the other job commits just before this one renames
+        if Path(dst).name == theirs.folder.name:
+            shutil.copytree(theirs.folder, dst)
+        replace(src, dst)
+
+    monkeypatch.setattr(cache.os, "replace", racing_replace)
+    ours = cached_hidden_states(CountingUpstream(), "x", data_dir, tmp_path / "cache")
+    assert ours.folder.name == theirs.folder.name
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [theirs.folder.name]  # no temp
+    utt = DataDir.load(data_dir).utt_ids[0]
+    assert np.array_equal(np.array(ours.hidden_states(utt)), np.array(theirs.hidden_states(utt)))

@@ -292,10 +292,14 @@ def cached_hidden_states(
             stats,
         )
         upstream.train(was_training)
-        if folder.exists():  # built meanwhile by another process: keep theirs
-            shutil.rmtree(tmp)
-        else:
+        try:
             os.replace(tmp, folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+            # built meanwhile by another process (two probe jobs of one upstream): keep theirs;
+            # testing first and renaming after left a window for exactly that race
+            shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
