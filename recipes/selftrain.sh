@@ -4,7 +4,10 @@
 #   1 teachers: recipes/asr.sh once per seed in --teacher-seeds (CTC on --labeled, LMs, dev-tuned
 #     beam search + rescoring, test decodes) -> <exp>/teacher<seed>; finished asr.sh exp dirs
 #     given in --teacher-dirs (e.g. the main recipe's stage 4) join the ensemble as they are
-#   2 each teacher decodes --unlabeled (beam search + LM, dev-tuned weights, n-best lists)
+#   2 each teacher decodes <exp>/unlabeled, a copy of --unlabeled without its text (`speechssl
+#     data hide-text`: the true text, when the corpus has one, goes to <exp>/unlabeled.text.oracle
+#     and is read only to score the pseudo-labels and to train the oracle) (beam search + LM,
+#     dev-tuned weights, n-best lists)
 #   3 `speechssl pseudo-label`: the teachers' n-best lists combined (--combine), filtered ->
 #     <exp>/pseudo (text, utt2weight, pseudo_label.json: what each filter removed, and the
 #     pseudo-label WER of what it kept, scored on the unlabeled set's own text when it has one)
@@ -65,6 +68,18 @@ for t in "${given[@]}"; do
   require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json" "$t/lm/${lm_order}gram/lm.bin"
 done
 mkdir -p "$exp"
+# the unlabeled set as the teachers and the student see it: no text (the oracle's is set aside)
+hidden=$exp/unlabeled
+oracle_text=$exp/unlabeled.text.oracle
+if ! is_done "$hidden/.done"; then
+  if [ -f "$unlabeled/text" ]; then
+    speechssl data hide-text "$unlabeled" "$hidden" "$oracle_text" >&2
+  else
+    rm -f "$oracle_text"
+    speechssl data subset "$unlabeled" "$hidden" --first "$(wc -l < "$unlabeled/utt2spk")" >&2
+  fi
+  mark_done "$hidden/.done"
+fi
 
 asr() {  # asr <exp> <extra asr-train --set values> [asr.sh options]
   local dir=$1 sets=$2
@@ -87,12 +102,12 @@ if stage_on 2; then
   for t in "${teachers[@]}"; do
     out=$t/decode/$(basename "$unlabeled")_beam_lm
     if is_done "$out/.done"; then
-      log "stage 2: teacher $t decoded $unlabeled already"
+      log "stage 2: teacher $t decoded $hidden already"
       continue
     fi
     require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json"
-    log "stage 2: teacher $t decodes $unlabeled (beam + LM, n-best)"
-    run_logged "$out.log" speechssl asr-decode --model "$t/model.pt" --data "$unlabeled" \
+    log "stage 2: teacher $t decodes $hidden (beam + LM, n-best)"
+    run_logged "$out.log" speechssl asr-decode --model "$t/model.pt" --data "$hidden" \
       --out "$out" --nj "$nj" --lm "$t/lm/${lm_order}gram/lm.bin" \
       --weights "$t/decode/dev_beam_lm/decode.json" --nbest 8 || { tail -n 20 "$out.log" >&2; die "decoding $unlabeled failed"; }
     mark_done "$out/.done"
@@ -109,7 +124,8 @@ if stage_on 3; then
     done
     log "stage 3: pseudo-labels ($combine of ${#teachers[@]} teacher(s)) -> $exp/pseudo"
     # shellcheck disable=SC2086  # pseudo_opts is a list of options
-    speechssl pseudo-label --data "$unlabeled" "${teacher_args[@]}" --combine "$combine" \
+    [ -f "$oracle_text" ] && teacher_args+=(--oracle-text "$oracle_text")  # the report's WER only
+    speechssl pseudo-label --data "$hidden" "${teacher_args[@]}" --combine "$combine" \
       --out "$exp/pseudo" $pseudo_opts | tee "$exp/pseudo.log" >&2 \
       || die "pseudo-labelling failed (see $exp/pseudo.log)"
     mark_done "$exp/pseudo/.done" "combine=$combine teachers=${teachers[*]}"

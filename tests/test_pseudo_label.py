@@ -120,3 +120,37 @@ def test_command_writes_a_pseudo_labelled_data_dir(tmp_path, capsys):
     assert main(argv[:3] + ["--teacher", str(bad), "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert "nbest.jsonl: missing" in err and "asr-decode" in err
+
+
+def _logprobs(path: Path, utts: list[str], frames: int, tokens: list[str], seed: int) -> dict:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    logp = {u: torch.randn(frames, len(tokens), generator=gen).log_softmax(-1) for u in utts}
+    torch.save({"key": {}, "logprobs": logp, "tokens": tokens, "stride": 480}, path / "logprobs.pt")
+    return logp
+
+
+def test_soft_targets_average_the_teachers_posteriors(tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    data = make_data_dir(tmp_path / "data", speakers=2, per_speaker=2)
+    refs = read_table(data / "text")
+    utts = sorted(refs)
+    tokens = ["<blank>", "|", "a", "b"]
+    d1 = _decode_dir(tmp_path / "t1", {u: [(refs[u], -1.0)] for u in utts})
+    d2 = _decode_dir(tmp_path / "t2", {u: [(refs[u], -1.5)] for u in utts})
+    l1, l2 = _logprobs(d1, utts, 7, tokens, 0), _logprobs(d2, utts, 7, tokens, 1)
+    out = tmp_path / "pseudo"
+    argv = ["pseudo-label", "--data", str(data), "--teacher", str(d1), "--teacher", str(d2)]
+    argv += ["--out", str(out), "--drop-lowest", "0", "--max-wps", "20", "--soft-targets"]
+    assert main(argv) == 0
+    saved = torch.load(out / "soft_targets.pt", weights_only=True)
+    assert saved["tokens"] == tokens and sorted(saved["posteriors"]) == utts
+    for u in utts:  # numpy's mean of the two teachers' probabilities
+        want = (np.exp(l1[u].numpy()) + np.exp(l2[u].numpy())) / 2
+        np.testing.assert_allclose(saved["posteriors"][u].float().numpy(), want, atol=1e-3)
+    _logprobs(d2, utts, 7, ["<blank>", "|", "a", "c"], 1)  # another vocabulary
+    assert main(argv[:-3] + ["--out", str(tmp_path / "p2"), "--soft-targets"]) == 1
+    assert "tokens or frame rate differ" in capsys.readouterr().err

@@ -37,6 +37,12 @@ def test_selftrain_recipe_runs_and_resumes(synth_corpus: Path, tmp_path: Path):
     assert steps["combined"]["kept"] == unlabeled and steps["combined"]["wer"] is not None
     kept = len((exp / "pseudo" / "text").read_text().splitlines())
     assert kept == report["steps"][-1]["kept"] < unlabeled  # the confidence cut removed some
+    # the teachers and the student saw the unlabeled set without its text; the report scored it
+    assert not (exp / "unlabeled" / "text").exists()
+    oracle = (asr / "train_unlabeled" / "text").read_text()
+    assert (exp / "unlabeled.text.oracle").read_text() == oracle
+    assert report["scored_on"] == str(exp / "unlabeled.text.oracle")
+    assert (exp / "pseudo" / "text").read_text() != oracle
     results = (exp / "RESULTS.md").read_text()
     assert "| test_beam_lm_rescore |" in results and "pseudo-label WER" in results
     again = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)

@@ -4,6 +4,8 @@ computed here, the labeled/pseudo mix of an epoch, and `asr-train --unlabeled` e
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,93 @@ def test_asr_train_with_unlabeled_trains_on_both(tmp_path, capsys):
     assert main(bad_argv) == 1
     err = capsys.readouterr().err
     assert f"{bad}/utt2weight: not a number" in err and "Traceback" not in err
+
+
+_OPENED: list[str] | None = None  # paths opened while a test records (sys.addaudithook stays)
+
+
+def _record_open(event: str, args: tuple) -> None:
+    if _OPENED is not None and event == "open" and isinstance(args[0], str | Path):
+        _OPENED.append(os.path.realpath(args[0]))
+
+
+def test_the_student_never_opens_the_hidden_true_text(tmp_path, capsys):
+    global _OPENED
+    labeled = _asr_dir(tmp_path / "labeled", n=4)
+    unlabeled = _asr_dir(tmp_path / "unlabeled", n=6)
+    hidden, oracle = tmp_path / "exp/unlabeled", tmp_path / "exp/unlabeled.text.oracle"
+    assert main(["data", "hide-text", str(unlabeled), str(hidden), str(oracle)]) == 0
+    assert not (hidden / "text").exists() and (unlabeled / "text").read_text() == oracle.read_text()
+    assert (
+        main(["data", "hide-text", str(unlabeled), str(tmp_path / "o"), str(tmp_path / "o/t")]) == 1
+    )
+    assert "must lie outside" in capsys.readouterr().err
+    # a student's pseudo-labelled dir built from the hidden copy (labels made up here)
+    pseudo = tmp_path / "pseudo"
+    assert main(["data", "subset", str(hidden), str(pseudo), "--first", "6"]) == 0
+    write_table(pseudo / "text", {f"s0-u{i}": "ab ba" for i in range(6)})
+    sets = ["model.head=linear", "trainer.max_updates=2", "trainer.save_every=2"]
+    sets += ["trainer.progress_bar=false", "trainer.max_batch_seconds=4"]
+    argv = ["asr-train", "--data", str(labeled), "--unlabeled", str(pseudo)]
+    argv += ["--exp", str(tmp_path / "student")] + [x for kv in sets for x in ("--set", kv)]
+    sys.addaudithook(_record_open)
+    _OPENED = []
+    try:
+        assert main(argv) == 0
+        opened = set(_OPENED)
+    finally:
+        _OPENED = None
+    assert os.path.realpath(pseudo / "text") in opened  # the recording works
+    assert os.path.realpath(oracle) not in opened
+    assert os.path.realpath(unlabeled / "text") not in opened
+
+
+def test_distillation_is_the_weighted_kl_to_the_teacher_per_utterance():
+    torch.manual_seed(0)
+    cfg = ASRConfig(head="linear", specaug=SpecAugConfig(0, 0, 0, 0, 0), dropout=0.0)
+    model = CTCModel(load_upstream("fbank"), ["<blank>", "|", "a", "b"], cfg).eval()
+    wavs, lengths = 0.1 * torch.randn(3, 8000), torch.tensor([8000, 6400, 4800])
+    labels = torch.tensor([[2, 1, 3], [3, 3, -100], [2, -100, -100]])
+    label_lengths = torch.tensor([3, 2, 1])
+    logp, n = model.logprobs(wavs, lengths)
+    q = torch.rand(3, int(n.max()), 4).softmax(-1)
+    batch = AudioBatch(wavs, lengths, ["x", "y", "z"], labels, label_lengths,
+                       weights=torch.tensor([1.0, 0.0, 0.0]))  # fmt: skip
+    hard = float(model(batch).loss)
+    batch.soft_targets, batch.soft_lengths = q, torch.tensor([0, int(n[1]), int(n[2])])
+    batch.soft_weights = torch.tensor([0.0, 0.5, 2.0])
+    expected = 0.0
+    for b, w in ((1, 0.5), (2, 2.0)):  # torch's own KL, each utterance alone
+        k = int(n[b])
+        kl = F.kl_div(logp[b, :k], q[b, :k], reduction="sum")
+        expected += w * float(kl)
+    assert float(model(batch).loss) - hard == pytest.approx(expected, rel=1e-4)
+
+
+def test_asr_train_on_soft_targets(tmp_path, capsys):
+    labeled = _asr_dir(tmp_path / "labeled", n=4)
+    pseudo = _pseudo_dir(tmp_path / "pseudo", 4, [1.0, 0.5, 0.8, 0.9])
+    sets = ["model.head=linear", "trainer.max_updates=3", "trainer.save_every=3"]
+    sets += [
+        "trainer.progress_bar=false",
+        "trainer.max_batch_seconds=4",
+        "data.pseudo_targets=soft",
+    ]
+    argv = ["asr-train", "--data", str(labeled), "--unlabeled", str(pseudo)]
+    argv += ["--exp", str(tmp_path / "exp")] + [x for kv in sets for x in ("--set", kv)]
+    assert main(argv) == 1  # no soft_targets.pt yet
+    assert "soft_targets.pt: missing" in capsys.readouterr().err
+    tokens = build_tokenizer("char", ["abab", "bbaa"], tmp_path / "tok").tokens
+    from speechssl.asr.dataset import SOFT_FORMAT
+    from speechssl.data.kaldi import read_table
+
+    utts = sorted(read_table(pseudo / "utt2spk"))
+    post = {u: torch.rand(20, len(tokens)).softmax(-1).half() for u in utts}
+    payload = {"format": SOFT_FORMAT, "tokens": tokens, "stride": 480, "posteriors": post}
+    torch.save(payload, pseudo / "soft_targets.pt")
+    assert main(argv) == 0, capsys.readouterr().err
+    payload["tokens"] = tokens[:-1] + ["z"]
+    torch.save(payload, pseudo / "soft_targets.pt")
+    other = [a if a != str(tmp_path / "exp") else str(tmp_path / "exp2") for a in argv]
+    assert main(other) == 1
+    assert "tokens differ from the student's" in capsys.readouterr().err

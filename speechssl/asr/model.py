@@ -180,10 +180,32 @@ class CTCModel(nn.Module):
         )
         if weights is not None:  # pseudo-labelled utterances count by their weight
             loss = (loss * weights.to(loss.dtype)).sum()
+        if getattr(batch, "soft_targets", None) is not None:
+            loss = loss + distillation_loss(logp, lengths, batch)
         stats: dict[str, Any] = {}
         if not self.training:
             stats["token_error_rate"] = _greedy_token_error_rate(logp, lengths, batch)
         return ModelOutput(loss, int(target_lengths.sum()), stats)
+
+
+def distillation_loss(logp: torch.Tensor, lengths: torch.Tensor, batch) -> torch.Tensor:
+    """Frame-level KL(teacher || student) summed over frames, times each utterance's
+    ``soft_weights``. Teacher posteriors whose frame count differs from the student's (a
+    speed-perturbed input) are resampled in time to the student's frames (nearest frame)."""
+    total = logp.new_zeros(())
+    for b in range(logp.shape[0]):
+        n_soft, n = int(batch.soft_lengths[b]), int(lengths[b])
+        weight = float(batch.soft_weights[b])
+        if n_soft == 0 or n == 0 or weight == 0.0:
+            continue
+        q = batch.soft_targets[b, :n_soft].to(logp.dtype)
+        if n_soft != n:
+            q = q[
+                ((torch.arange(n, device=q.device) + 0.5) * n_soft / n).long().clamp(max=n_soft - 1)
+            ]
+        kl = (q * (q.clamp_min(1e-8).log() - logp[b, :n])).sum()
+        total = total + weight * kl
+    return total
 
 
 def _greedy_token_error_rate(logp: torch.Tensor, lengths: torch.Tensor, batch) -> float:

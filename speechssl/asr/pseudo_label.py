@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from speechssl.asr.score import score_texts
-from speechssl.data.kaldi import DataDir, DataDirError
+from speechssl.data.kaldi import DataDir, DataDirError, read_table
 from speechssl.data.split import write_selection
 from speechssl.errors import SpeechSSLError
 from speechssl.io import atomic_write_text
@@ -266,14 +266,55 @@ def _durations(data: DataDir) -> dict[str, float]:
     return out
 
 
+def write_soft_targets(teacher_dirs, utts: list[str], path: Path) -> Path:
+    """The teachers' frame posteriors averaged (in probability) for ``utts``, as float16."""
+    import torch
+
+    from speechssl.asr.dataset import SOFT_FORMAT
+    from speechssl.io import atomic_torch_save
+
+    tokens = stride = None
+    sums: dict[str, torch.Tensor] = {}
+    for d in teacher_dirs:
+        cache = Path(d) / "logprobs.pt"
+        if not cache.is_file():
+            raise PseudoLabelError(f"{cache}: missing; soft targets need the teacher's decode dir")
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        if tokens is None:
+            tokens, stride = list(saved["tokens"]), saved["stride"]
+        elif list(saved["tokens"]) != tokens or saved["stride"] != stride:
+            raise PseudoLabelError(
+                f"{d}: its tokens or frame rate differ from {teacher_dirs[0]}'s; soft targets "
+                "average teachers with one vocabulary and one frame rate"
+            )
+        for u in utts:
+            if u not in saved["logprobs"]:
+                raise PseudoLabelError(f"{cache}: no posteriors for utterance '{u}'")
+            p = saved["logprobs"][u].double().exp()
+            if u in sums and sums[u].shape != p.shape:
+                raise PseudoLabelError(
+                    f"{d}: utterance '{u}' has {len(p)} frames, not {len(sums[u])}"
+                )
+            sums[u] = sums[u] + p if u in sums else p
+    posteriors = {u: (s / len(teacher_dirs)).to(torch.float16) for u, s in sums.items()}
+    payload = {"format": SOFT_FORMAT, "tokens": tokens, "stride": stride, "posteriors": posteriors}
+    return atomic_torch_save(payload, path)
+
+
 def pseudo_label(
     data: str | os.PathLike,
     teacher_dirs: list[str | os.PathLike],
     out: str | os.PathLike,
     cfg: PseudoLabelConfig | None = None,
+    oracle_text: str | os.PathLike | None = None,
+    soft_targets: bool = False,
 ) -> list[dict]:
     """Combine, filter and write ``out`` (a data dir of the kept utterances); returns the
-    report rows (also in ``<out>/pseudo_label.json``)."""
+    report rows (also in ``<out>/pseudo_label.json``). The pseudo-label WER of the report is
+    scored on ``oracle_text`` (a text table kept outside the data dir, see ``speechssl data
+    hide-text``) when given, else on ``data``'s own text if it has one. ``soft_targets``: also
+    write ``<out>/soft_targets.pt``, the teachers' CTC posteriors (from each decode dir's
+    ``logprobs.pt``) averaged per frame, for ``asr-train --set data.pseudo_targets=soft``."""
     cfg = cfg or PseudoLabelConfig()
     if not teacher_dirs:
         raise PseudoLabelError("give at least one teacher decode dir (--teacher DIR)")
@@ -287,7 +328,10 @@ def pseudo_label(
                 f"e.g. '{missing[0]}'; decode the same data dir with every teacher"
             )
     labels = combine_teachers(teachers, source.utt_ids, cfg)
-    kept, report = apply_filters(labels, _durations(source), cfg.filters, source.text)
+    refs = source.text
+    if oracle_text is not None:
+        refs = read_table(oracle_text)  # for the report only, never for a choice
+    kept, report = apply_filters(labels, _durations(source), cfg.filters, refs)
     if not kept:
         raise PseudoLabelError(
             f"every utterance of {data} was filtered out ({report}); relax the filters"
@@ -303,10 +347,14 @@ def pseudo_label(
         write_selection(labelled, set(kept), out)
     except OSError as e:
         raise DataDirError(f"{out}: cannot write the pseudo-labelled data dir ({e})") from None
+    if soft_targets:
+        write_soft_targets(teacher_dirs, sorted(kept), Path(out) / "soft_targets.pt")
     summary = {
+        "soft_targets": soft_targets,
         "config": asdict(cfg),
         "teachers": [str(d) for d in teacher_dirs],
         "data": str(data),
+        "scored_on": str(oracle_text) if oracle_text is not None else None,
         "steps": report,
     }
     atomic_write_text(Path(out) / "pseudo_label.json", json.dumps(summary, indent=1) + "\n")

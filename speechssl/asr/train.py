@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speechssl.asr.augment import AugmentConfig
 from speechssl.asr.dataset import ASRDataset, JointASRDataset
 from speechssl.asr.model import ASRConfig, CTCModel, model_config, save_model
 from speechssl.asr.tokenizer import build_tokenizer, load_tokenizer
@@ -43,6 +44,12 @@ class ASRDataConfig:
     labeled_ratio: float = 0.5  # fraction of an epoch's utterances from the labeled set
     pseudo_scale: float = 1.0  # loss weight of a pseudo-labelled utterance (times confidence)
     pseudo_confidence: bool = True  # weight each pseudo label by its utt2weight
+    # hard: CTC on the pseudo-label; soft: frame-level KL toward the teachers' averaged CTC
+    # posteriors (<pseudo>/soft_targets.pt); both: the sum (the KL term times soft_scale)
+    pseudo_targets: str = "hard"
+    soft_scale: float = 1.0
+    # input noise on the training sets (the noisy student's; see speechssl.asr.augment)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -84,15 +91,19 @@ def asr_train(
     train_dir, exp_dir = Path(train_dir), Path(exp_dir)
     seed_everything(cfg.trainer.seed)
     tokenizer = _tokenizer(cfg, train_dir, exp_dir)
-    train_set = ASRDataset(train_dir, tokenizer, cfg.data.max_seconds)
+    augment = cfg.data.augment
+    train_set = ASRDataset(train_dir, tokenizer, cfg.data.max_seconds, augment)
     if unlabeled_dir is not None:  # labeled + pseudo-labelled, weighted (self-training)
-        pseudo = ASRDataset(unlabeled_dir, tokenizer, cfg.data.max_seconds)
+        pseudo = ASRDataset(unlabeled_dir, tokenizer, cfg.data.max_seconds, augment)
         train_set = JointASRDataset(
             train_set,
             pseudo,
             cfg.data.labeled_ratio,
             cfg.data.pseudo_scale,
             cfg.data.pseudo_confidence,
+            cfg.data.pseudo_targets,
+            cfg.data.soft_scale,
+            tokenizer.tokens,
         )
     valid_set = ASRDataset(valid_dir, tokenizer) if valid_dir is not None else None
     model = CTCModel(load_upstream(cfg.model.upstream), tokenizer.tokens, cfg.model)

@@ -1,4 +1,4 @@
-"""``speechssl data validate|fix|split|subset|info``: Kaldi data directories."""
+"""``speechssl data validate|fix|split|subset|hide-text|info``: Kaldi data directories."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    data = subparsers.add_parser("data", help="validate | fix | split | subset | info  data dirs")
+    data = subparsers.add_parser(
+        "data", help="validate | fix | split | subset | hide-text | info  data dirs"
+    )
     sub = data.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = sub.add_parser("validate", help="report problems, naming file and line")
     p.add_argument("dirs", nargs="+", metavar="DIR")
@@ -35,6 +37,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--last", type=int)
     group.add_argument("--shortest", type=int, help="the N shortest (needs utt2dur)")
     p.set_defaults(action_run=_subset)
+    p = sub.add_parser(
+        "hide-text",
+        help="copy a data dir without its text, the text kept aside (self-training's oracle)",
+    )
+    p.add_argument("dir")
+    p.add_argument("out", help="the copy: every file but text")
+    p.add_argument("oracle", help="where the text goes (outside any data dir)")
+    p.set_defaults(action_run=_hide_text)
     p = sub.add_parser("info", help="counts, hours, files")
     p.add_argument("dir")
     p.set_defaults(action_run=_info)
@@ -96,6 +106,24 @@ def _subset(args: argparse.Namespace) -> int:
         shortest=args.shortest,
     )
     print(f"{args.out}: {len(sub.utt2spk)} utterances")
+    return 0
+
+
+def _hide_text(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from speechssl.data.kaldi import DataDir, DataDirError, write_table
+    from speechssl.data.split import write_selection
+
+    data = DataDir.load(args.dir)
+    if not data.text:
+        raise DataDirError(f"{args.dir}: no text to hide")
+    if Path(args.oracle).resolve().parent == Path(args.out).resolve():
+        raise DataDirError(f"{args.oracle}: the oracle text must lie outside {args.out}")
+    write_selection(replace(data, text=None), set(data.utt_ids), args.out)
+    Path(args.oracle).parent.mkdir(parents=True, exist_ok=True)
+    write_table(args.oracle, data.text)
+    print(f"{args.out}: {len(data.utt_ids)} utterances, no text; the text is in {args.oracle}")
     return 0
 
 

@@ -17,6 +17,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--teacher", action="append", required=True, metavar="DECODE_DIR",
                    help="a teacher's decode dir with nbest.jsonl (repeat for an ensemble)")  # fmt: skip
     p.add_argument("--out", required=True, help="output data dir")
+    p.add_argument("--oracle-text", help="true text of --data, only to report pseudo-label WER")
+    p.add_argument("--soft-targets", action="store_true",
+                   help="also write soft_targets.pt: the teachers' averaged CTC posteriors")  # fmt: skip
     p.add_argument("--combine", default="fusion", choices=("best", "fusion", "vote"))
     p.add_argument("--temperature", type=float, default=1.0, help="of the n-best posteriors")
     p.add_argument("--min-wps", type=float, default=0.5, help="fewest words per second kept")
@@ -35,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         args.min_wps, args.max_wps, args.loop_ngram, args.loop_count, args.drop_lowest
     )
     cfg = PseudoLabelConfig(args.combine, args.temperature, filters)
-    for row in pseudo_label(args.data, args.teacher, args.out, cfg):
+    for row in pseudo_label(
+        args.data, args.teacher, args.out, cfg, args.oracle_text, args.soft_targets
+    ):
         wer = "" if row["wer"] is None else f", pseudo-label WER of the kept {row['wer']:.2f}%"
         print(f"{row['step']:10s} removed {row['removed']:4d}, kept {row['kept']:4d}{wer}")
     print(f"wrote {args.out} (text, utt2weight, pseudo_label.json)")

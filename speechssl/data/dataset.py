@@ -40,6 +40,9 @@ class AudioBatch:
     label_lengths: ``(B,)`` long, labels per utterance, or None.
     speakers: each utterance's speaker (``utt2spk``), in batch order, or None.
     weights: ``(B,)`` float per-utterance loss weights (pseudo-label confidences), or None.
+    soft_targets: ``(B, T, V)`` float frame posteriors to distil toward (self-training's soft
+        targets), zero-padded, or None; ``soft_lengths`` ``(B,)`` their frames (0: none for that
+        utterance); ``soft_weights`` ``(B,)`` the distillation term's weight per utterance.
     """
 
     wavs: torch.Tensor
@@ -49,6 +52,9 @@ class AudioBatch:
     label_lengths: torch.Tensor | None = None
     speakers: list[str] | None = None
     weights: torch.Tensor | None = None
+    soft_targets: torch.Tensor | None = None
+    soft_lengths: torch.Tensor | None = None
+    soft_weights: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -62,6 +68,9 @@ class AudioBatch:
             label_lengths=None if self.label_lengths is None else fn(self.label_lengths),
             speakers=None if self.speakers is None else list(self.speakers),
             weights=None if self.weights is None else fn(self.weights),
+            soft_targets=None if self.soft_targets is None else fn(self.soft_targets),
+            soft_lengths=None if self.soft_lengths is None else fn(self.soft_lengths),
+            soft_weights=None if self.soft_weights is None else fn(self.soft_weights),
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> AudioBatch:
@@ -81,6 +90,8 @@ class AudioItem:
     labels: torch.Tensor | None = None
     speaker: str | None = None
     weight: float | None = None  # loss weight (a pseudo-label's confidence)
+    soft: torch.Tensor | None = None  # (T, V) frame posteriors to distil toward
+    soft_weight: float = 0.0  # weight of the distillation term
 
 
 def collate(items: Sequence[AudioItem]) -> AudioBatch:
@@ -104,7 +115,17 @@ def collate(items: Sequence[AudioItem]) -> AudioBatch:
     if all(it.weight is not None for it in items):
         weights = torch.tensor([float(it.weight) for it in items], dtype=torch.float32)
     ids = [it.utt_id for it in items]
-    return AudioBatch(wavs, lengths, ids, labels, label_lengths, speakers, weights)
+    batch = AudioBatch(wavs, lengths, ids, labels, label_lengths, speakers, weights)
+    softs = [it.soft for it in items]
+    if any(s is not None for s in softs):
+        vocab = next(s.shape[1] for s in softs if s is not None)
+        batch.soft_lengths = torch.tensor([0 if s is None else len(s) for s in softs])
+        batch.soft_targets = torch.zeros(len(items), int(batch.soft_lengths.max()), vocab)
+        for b, s in enumerate(softs):
+            if s is not None:
+                batch.soft_targets[b, : len(s)] = s
+        batch.soft_weights = torch.tensor([float(it.soft_weight) for it in items])
+    return batch
 
 
 class BatchIndices(list):

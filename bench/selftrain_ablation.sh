@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Self-training ablations on a finished recipes/selftrain.sh exp dir (its teachers' decodes and
+# pseudo-labels reused): each variant is one more student trained and decoded by recipes/asr.sh,
+# then one table of test WER (beam + LM, rescored) beside the teachers and the stage's student.
+#
+#   bash bench/selftrain_ablation.sh --exp egs/synth/exp/selftrain/fbank --data egs/synth/data \
+#     --variants "soft noisy clean" [--overrides "trainer.max_updates=1500"]
+#
+# Variants: soft (frame-level KL toward the teachers' averaged posteriors instead of CTC on the
+# pseudo-label), both (the two losses), noisy (the noisy student: speed 0.9/1.0/1.1 and additive
+# noise on half the utterances, on top of SpecAugment and dropout), clean (no input or model
+# noise: SpecAugment off, dropout 0). The stage's own student is the "hard" row.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+exp="" data="" variants="soft noisy clean" overrides="" config=$ROOT/egs/synth/conf/asr/fbank_blstm.yaml nj=2
+. "$ROOT/recipes/lib/common.sh"
+. "$ROOT/recipes/lib/parse_options.sh"
+[ -n "$exp" ] && [ -n "$data" ] || die "--exp and --data are needed"
+. "$ROOT/tools/env.sh"
+require_file "$exp/pseudo/.done" "$exp/pseudo/pseudo_label.json"
+if [[ " $variants " == *" soft "* || " $variants " == *" both "* ]] && ! is_done "$exp/pseudo_soft/.done"; then
+  # the same pseudo-labels again, with the teachers' posteriors beside them
+  mapfile -t teachers < <(python -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["teachers"]))' "$exp/pseudo/pseudo_label.json")
+  args=()
+  for t in "${teachers[@]}"; do args+=(--teacher "$t"); done
+  [ -f "$exp/unlabeled.text.oracle" ] && args+=(--oracle-text "$exp/unlabeled.text.oracle")
+  speechssl pseudo-label --data "$exp/unlabeled" "${args[@]}" --out "$exp/pseudo_soft" --soft-targets >&2
+  cmp -s "$exp/pseudo/text" "$exp/pseudo_soft/text" || die "$exp/pseudo_soft: other labels than $exp/pseudo"
+  mark_done "$exp/pseudo_soft/.done"
+fi
+for v in $variants; do
+  case $v in
+    soft) sets="data.pseudo_targets=soft" pseudo=$exp/pseudo_soft ;;
+    both) sets="data.pseudo_targets=both" pseudo=$exp/pseudo_soft ;;
+    noisy) sets="data.augment.speed=[0.9,1.0,1.1] data.augment.noise_prob=0.5" pseudo=$exp/pseudo ;;
+    clean) sets="model.dropout=0.0 model.specaug.time_masks=0 model.specaug.feature_masks=0" pseudo=$exp/pseudo ;;
+    *) die "unknown variant '$v' (soft both noisy clean)" ;;
+  esac
+  log "ablation $v: $sets"
+  start=$SECONDS
+  bash "$ROOT/recipes/asr.sh" --config "$config" --train "$data/asr/train_labeled" \
+    --dev "$data/asr/dev" --test "$data/asr/test" --lm-text "$data/asr/lm_text.txt" \
+    --exp "$exp/ablation_$v" --nj "$nj" --unlabeled "$pseudo" \
+    --overrides "$overrides data.labeled_ratio=0.5 $sets"
+  log "  ablation $v took $((SECONDS - start)) s"
+done
+python - "$exp" $variants <<'PY'
+import json, sys
+from pathlib import Path
+exp = Path(sys.argv[1])
+rows = [("student: hard, SpecAugment + dropout", exp / "student")]
+rows += [(f"student: {v}", exp / f"ablation_{v}") for v in sys.argv[2:]]
+print("| model | test beam + LM | test rescored | dev beam + LM |\n|---|---|---|---|")
+for name, d in rows:
+    def wer(n):
+        f = d / "decode" / n / "summary.json"
+        return f"{json.loads(f.read_text())['wer']:.2f}" if f.is_file() else "-"
+    print(f"| {name} | {wer('test_beam_lm')} | {wer('test_beam_lm_rescore')} | {wer('dev_beam_lm')} |")
+PY
