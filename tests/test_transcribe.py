@@ -118,6 +118,8 @@ def _long_recording(seconds: float, seed: int) -> tuple[np.ndarray, list[str]]:
 def test_long_file_is_windowed_without_duplicates_at_seams(tmp_path: Path, model, decoder):
     wav, words = _long_recording(60.0, seed=3)
     write_wav(tmp_path / "long.wav", wav)
+    # the same model on the whole file in one window: the errors that are the model's, not a seam's
+    whole = _only(transcribe_files(model, [str(tmp_path / "long.wav")], decoder, window=120))
     rows = []
     forward = model.logprobs
 
@@ -134,12 +136,18 @@ def test_long_file_is_windowed_without_duplicates_at_seams(tmp_path: Path, model
         del model.logprobs
     assert r.duration > 60 and rows[0] == len(split_windows(0, r.duration, 30, 1)) == 3
     assert sum(rows[1:]) == len(split_windows(0, r.duration, 10, 1)) >= 7
+
+    def lost_or_doubled(text: str) -> int:
+        out = jiwer.process_words(" ".join(words), text)
+        return out.deletions + out.insertions
+
     for result in (r, short):
-        hyp = result.text.split()
-        assert len(hyp) == len(words)  # no word lost or written twice at a seam
+        # no word lost or written twice at a seam: no more deletions and insertions than the
+        # one-window decode has (at most 1 here, while each of the >= 7 seams could add one)
+        assert lost_or_doubled(result.text) <= min(lost_or_doubled(whole.text), 1)
         assert jiwer.wer(" ".join(words), result.text) <= 0.05
         _check_times(result)
-    assert short.text == r.text
+    assert jiwer.wer(r.text, short.text) <= 0.05  # the two windowings agree but for model errors
 
 
 def test_windows_batched_across_files_match_one_at_a_time(tmp_path: Path, model, decoder):
