@@ -1,55 +1,61 @@
 #!/usr/bin/env bash
-# Self-training ablations on a finished recipes/selftrain.sh exp dir (its teachers' decodes and
-# pseudo-labels reused): each variant is one more student trained and decoded by recipes/asr.sh,
-# then one table of test WER (beam + LM, rescored) beside the teachers and the stage's student.
+# Self-training ablations on a finished recipes/selftrain.sh exp dir (one generation's teachers'
+# decodes and pseudo-labels reused): each variant is one more student trained and decoded by
+# recipes/asr.sh into <exp>/gen<k>/ablation_<variant>, then one table of dev and test WER beside
+# the generation's own student.
 #
 #   bash bench/selftrain_ablation.sh --exp egs/synth/exp/selftrain/fbank --data egs/synth/data \
-#     --variants "soft noisy clean" [--overrides "trainer.max_updates=1500"]
+#     --variants "soft noisy clean" [--gen 1] [--overrides "trainer.max_updates=3000"]
+#   bash bench/selftrain_ablation.sh ... --variants ssl --upstream egs/synth/exp/ssl/hubert_tiny/upstream.pt
 #
 # Variants: soft (frame-level KL toward the teachers' averaged posteriors instead of CTC on the
 # pseudo-label), both (the two losses), noisy (the noisy student: speed 0.9/1.0/1.1 and additive
 # noise on half the utterances, on top of SpecAugment and dropout), clean (no input or model
-# noise: SpecAugment off, dropout 0). The stage's own student is the "hard" row.
+# noise: SpecAugment off, dropout 0), ssl (the student on an SSL upstream, --upstream, with
+# conf/asr/ssl_blstm.yaml, instead of FBANK from random init). The generation's own student is
+# the "hard" row; --overrides should repeat its trainer.max_updates (the recipe's --student-updates).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-exp="" data="" variants="soft noisy clean" overrides="" config=$ROOT/egs/synth/conf/asr/fbank_blstm.yaml nj=2
+exp="" data="" gen=1 variants="soft noisy clean" overrides="" upstream="" nj=2
+config=$ROOT/egs/synth/conf/asr/fbank_blstm.yaml ssl_config=$ROOT/egs/synth/conf/asr/ssl_blstm.yaml
 . "$ROOT/recipes/lib/common.sh"
 . "$ROOT/recipes/lib/parse_options.sh"
 [ -n "$exp" ] && [ -n "$data" ] || die "--exp and --data are needed"
 . "$ROOT/tools/env.sh"
-require_file "$exp/pseudo/.done" "$exp/pseudo/pseudo_label.json"
-if [[ " $variants " == *" soft "* || " $variants " == *" both "* ]] && ! is_done "$exp/pseudo_soft/.done"; then
+g=$exp/gen$gen
+require_file "$g/pseudo/.done" "$g/pseudo/pseudo_label.json"
+if [[ " $variants " == *" soft "* || " $variants " == *" both "* ]] && ! is_done "$g/pseudo_soft/.done"; then
   # the same pseudo-labels again, with the teachers' posteriors beside them
-  mapfile -t teachers < <(python -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["teachers"]))' "$exp/pseudo/pseudo_label.json")
+  mapfile -t teachers < <(python -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["teachers"]))' "$g/pseudo/pseudo_label.json")
   args=()
   for t in "${teachers[@]}"; do args+=(--teacher "$t"); done
   [ -f "$exp/unlabeled.text.oracle" ] && args+=(--oracle-text "$exp/unlabeled.text.oracle")
-  speechssl pseudo-label --data "$exp/unlabeled" "${args[@]}" --out "$exp/pseudo_soft" --soft-targets >&2
-  cmp -s "$exp/pseudo/text" "$exp/pseudo_soft/text" || die "$exp/pseudo_soft: other labels than $exp/pseudo"
-  mark_done "$exp/pseudo_soft/.done"
+  speechssl pseudo-label --data "$exp/unlabeled" "${args[@]}" --out "$g/pseudo_soft" --soft-targets >&2
+  cmp -s "$g/pseudo/text" "$g/pseudo_soft/text" || die "$g/pseudo_soft: other labels than $g/pseudo"
+  mark_done "$g/pseudo_soft/.done"
 fi
 for v in $variants; do
   case $v in
-    soft) sets="data.pseudo_targets=soft" pseudo=$exp/pseudo_soft ;;
-    both) sets="data.pseudo_targets=both" pseudo=$exp/pseudo_soft ;;
-    noisy) sets="data.augment.speed=[0.9,1.0,1.1] data.augment.noise_prob=0.5" pseudo=$exp/pseudo ;;
-    clean) sets="model.dropout=0.0 model.specaug.time_masks=0 model.specaug.feature_masks=0" pseudo=$exp/pseudo ;;
+    soft) sets="data.pseudo_targets=soft" pseudo=$g/pseudo_soft ;;
+    both) sets="data.pseudo_targets=both" pseudo=$g/pseudo_soft ;;
+    noisy) sets="data.augment.speed=[0.9,1.0,1.1] data.augment.noise_prob=0.5" pseudo=$g/pseudo ;;
+    clean) sets="model.dropout=0.0 model.specaug.time_masks=0 model.specaug.feature_masks=0" pseudo=$g/pseudo ;;
     *) die "unknown variant '$v' (soft both noisy clean)" ;;
   esac
   log "ablation $v: $sets"
   start=$SECONDS
-  bash "$ROOT/recipes/asr.sh" --config "$config" --train "$data/asr/train_labeled" \
+  bash "$ROOT/recipes/asr.sh" --config "$conf" "${up[@]}" --train "$data/asr/train_labeled" \
     --dev "$data/asr/dev" --test "$data/asr/test" --lm-text "$data/asr/lm_text.txt" \
-    --exp "$exp/ablation_$v" --nj "$nj" --unlabeled "$pseudo" \
+    --exp "$g/ablation_$v" --nj "$nj" --unlabeled "$pseudo" \
     --overrides "$overrides data.labeled_ratio=0.5 $sets"
   log "  ablation $v took $((SECONDS - start)) s"
 done
-python - "$exp" $variants <<'PY'
+python - "$g" $variants <<'PY'
 import json, sys
 from pathlib import Path
-exp = Path(sys.argv[1])
-rows = [("student: hard, SpecAugment + dropout", exp / "student")]
-rows += [(f"student: {v}", exp / f"ablation_{v}") for v in sys.argv[2:]]
+g = Path(sys.argv[1])
+rows = [("student: hard, SpecAugment + dropout", g / "student")]
+rows += [(f"student: {v}", g / f"ablation_{v}") for v in sys.argv[2:]]
 print("| model | test beam + LM | test rescored | dev beam + LM |\n|---|---|---|---|")
 for name, d in rows:
     def wer(n):

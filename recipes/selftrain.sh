@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# ASR self-training, shared by every corpus: teachers -> pseudo-labels -> student -> WER table.
+# ASR self-training, shared by every corpus: teachers -> pseudo-labels -> student, for K
+# generations (the student of one is the teacher of the next) -> one WER table.
 #
 #   1 teachers: recipes/asr.sh once per seed in --teacher-seeds (CTC on --labeled, LMs, dev-tuned
-#     beam search + rescoring, test decodes) -> <exp>/teacher<seed>; finished asr.sh exp dirs
-#     given in --teacher-dirs (e.g. the main recipe's stage 4) join the ensemble as they are
+#     beam search + rescoring, test decodes) -> <exp>/gen1/teacher<seed>; finished asr.sh exp
+#     dirs given in --teacher-dirs (e.g. the main recipe's stage 4) join the ensemble as they are
+#   then for each generation k = 1..K (--generations), in <exp>/gen<k> (teachers.txt: its
+#   teachers; generation k > 1 has one, <exp>/gen<k-1>/student):
 #   2 each teacher decodes <exp>/unlabeled, a copy of --unlabeled without its text (`speechssl
 #     data hide-text`: the true text, when the corpus has one, goes to <exp>/unlabeled.text.oracle
 #     and is read only to score the pseudo-labels and to train the oracle) (beam search + LM,
 #     dev-tuned weights, n-best lists)
 #   3 `speechssl pseudo-label`: the teachers' n-best lists combined (--combine), filtered ->
-#     <exp>/pseudo (text, utt2weight, pseudo_label.json: what each filter removed, and the
-#     pseudo-label WER of what it kept, scored on the unlabeled set's own text when it has one)
-#   4 the student: recipes/asr.sh with --unlabeled <exp>/pseudo -> <exp>/student
-#   5 <exp>/RESULTS.md: test WER of each teacher and the student, pseudo-label WER per filter,
-#     and the word recovery rate when an oracle (--oracle true: trained on the unlabeled set's
-#     true text as well) is there: WRR = (WER teacher - WER student) / (WER teacher - WER oracle)
-# Each step is guarded by a .done marker (the ASR steps by asr.sh's) and safe to rerun.
+#     <exp>/gen<k>/pseudo (text, utt2weight, pseudo_label.json: what each filter removed, and
+#     the pseudo-label WER of what it kept, scored on the hidden text when there is one)
+#   4 the student: recipes/asr.sh with --unlabeled <exp>/gen<k>/pseudo, from random init,
+#     --student-updates updates (default twice the teacher's) -> <exp>/gen<k>/student; after
+#     the last generation the oracle (--oracle true: the unlabeled set's true text, the same
+#     recipe) -> <exp>/oracle, and <exp>/final -> gen<K>/student (`speechssl transcribe --model`)
+#   5 `speechssl selftrain-report`: <exp>/RESULTS.md (per generation: greedy, beam + LM and
+#     rescored WER on dev and test, pseudo-label WER and filter counts, and with an oracle
+#     WRR = (WER teacher - WER student) / (WER teacher - WER oracle)), results.json and
+#     wer_per_generation.png
+# Each step is guarded by a .done marker (the ASR steps by asr.sh's) and safe to rerun; a killed
+# run resumes where it stopped (a model's training from its last checkpoint).
 #
 #   recipes/selftrain.sh --config conf/asr/fbank_blstm.yaml --labeled data/asr/train_labeled \
 #     --unlabeled data/asr/train_unlabeled --dev data/asr/dev --test data/asr/test \
-#     --lm-text data/asr/lm_text.txt --exp exp/selftrain/fbank
+#     --lm-text data/asr/lm_text.txt --exp exp/selftrain/fbank --generations 2
 set -euo pipefail
 ST_RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly ST_RECIPE_DIR
@@ -41,6 +49,8 @@ pseudo_opts=""       # extra `speechssl pseudo-label` options, e.g. "--drop-lowe
 student_set="data.labeled_ratio=0.5"  # extra student `asr-train --set` values (k=v k=v)
 overrides=""         # extra `asr-train --set` values for every model
 oracle=false         # also train on the unlabeled set's true text (the WRR's topline)
+generations=1        # K: generation k > 1's teacher is generation k-1's student
+student_updates=2x   # the student's and oracle's trainer.max_updates: N, or Fx = F x the teacher's
 # passed to recipes/asr.sh for every model (its defaults)
 lm_order=3
 rescore_order=5
@@ -62,8 +72,9 @@ require_file "$config" "$labeled/text" "$unlabeled/wav.scp" "$dev/text"
 read -r -a seeds <<< "$teacher_seeds"
 read -r -a given <<< "$teacher_dirs"
 teachers=("${given[@]}")
-for seed in "${seeds[@]}"; do teachers+=("$exp/teacher$seed"); done
+for seed in "${seeds[@]}"; do teachers+=("$exp/gen1/teacher$seed"); done
 [ ${#teachers[@]} -gt 0 ] || die "no teacher: give --teacher-seeds and/or --teacher-dirs"
+[[ $generations =~ ^[1-9][0-9]*$ ]] || die "--generations must be a positive integer, found '$generations'"
 for t in "${given[@]}"; do
   require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json" "$t/lm/${lm_order}gram/lm.bin"
 done
@@ -93,86 +104,91 @@ asr() {  # asr <exp> <extra asr-train --set values> [asr.sh options]
 
 if stage_on 1; then
   for seed in "${seeds[@]}"; do
-    log "stage 1: teacher seed $seed -> $exp/teacher$seed"
-    asr "$exp/teacher$seed" "trainer.seed=$seed"
+    log "stage 1: teacher seed $seed -> $exp/gen1/teacher$seed"
+    asr "$exp/gen1/teacher$seed" "trainer.seed=$seed"
   done
 fi
 
-if stage_on 2; then
-  for t in "${teachers[@]}"; do
-    out=$t/decode/$(basename "$unlabeled")_beam_lm
-    if is_done "$out/.done"; then
-      log "stage 2: teacher $t decoded $hidden already"
-      continue
-    fi
-    require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json"
-    log "stage 2: teacher $t decodes $hidden (beam + LM, n-best)"
-    run_logged "$out.log" speechssl asr-decode --model "$t/model.pt" --data "$hidden" \
-      --out "$out" --nj "$nj" --lm "$t/lm/${lm_order}gram/lm.bin" \
-      --weights "$t/decode/dev_beam_lm/decode.json" --nbest 8 || { tail -n 20 "$out.log" >&2; die "decoding $unlabeled failed"; }
-    mark_done "$out/.done"
-  done
-fi
+# the student's (and the oracle's) trainer.max_updates: --student-updates N, or F times the
+# first teacher's (its config.yaml) for "Fx", in every generation: more data, more updates
+baseline=${teachers[0]}
+student_max_updates() {
+  local cfg=$baseline/config.yaml
+  case $student_updates in
+    "") return 0 ;;
+    *x)
+      require_file "$cfg"
+      python -c 'import sys, yaml
+n = yaml.safe_load(open(sys.argv[1]))["trainer"]["max_updates"]
+print(round(float(sys.argv[2]) * n))' "$cfg" "${student_updates%x}" \
+        || die "--student-updates $student_updates: no trainer.max_updates in $cfg"
+      ;;
+    *[!0-9]*) die "--student-updates must be N or Fx (e.g. 3000 or 2x), found '$student_updates'" ;;
+    *) echo "$student_updates" ;;
+  esac
+}
 
-if stage_on 3; then
-  if is_done "$exp/pseudo/.done"; then
-    log "stage 3: pseudo-labels done already ($exp/pseudo)"
-  else
-    teacher_args=()
-    for t in "${teachers[@]}"; do
-      teacher_args+=(--teacher "$t/decode/$(basename "$unlabeled")_beam_lm")
-    done
-    log "stage 3: pseudo-labels ($combine of ${#teachers[@]} teacher(s)) -> $exp/pseudo"
-    # shellcheck disable=SC2086  # pseudo_opts is a list of options
-    [ -f "$oracle_text" ] && teacher_args+=(--oracle-text "$oracle_text")  # the report's WER only
-    speechssl pseudo-label --data "$hidden" "${teacher_args[@]}" --combine "$combine" \
-      --out "$exp/pseudo" $pseudo_opts | tee "$exp/pseudo.log" >&2 \
-      || die "pseudo-labelling failed (see $exp/pseudo.log)"
-    mark_done "$exp/pseudo/.done" "combine=$combine teachers=${teachers[*]}"
+for ((k = 1; k <= generations; k++)); do
+  gen=$exp/gen$k
+  if [ "$k" -gt 1 ]; then
+    teachers=("$exp/gen$((k - 1))/student")  # the student becomes the next teacher
   fi
-fi
+  mkdir -p "$gen"
+  printf '%s\n' "${teachers[@]}" > "$gen/teachers.txt.tmp" && mv "$gen/teachers.txt.tmp" "$gen/teachers.txt"
+
+  if stage_on 2; then
+    for t in "${teachers[@]}"; do
+      out=$t/decode/$(basename "$unlabeled")_beam_lm
+      if is_done "$out/.done"; then
+        log "stage 2 (gen $k): teacher $t decoded $hidden already"
+        continue
+      fi
+      require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json"
+      log "stage 2 (gen $k): teacher $t decodes $hidden (beam + LM, n-best)"
+      run_logged "$out.log" speechssl asr-decode --model "$t/model.pt" --data "$hidden" \
+        --out "$out" --nj "$nj" --lm "$t/lm/${lm_order}gram/lm.bin" \
+        --weights "$t/decode/dev_beam_lm/decode.json" --nbest 8 || { tail -n 20 "$out.log" >&2; die "decoding $unlabeled failed"; }
+      mark_done "$out/.done"
+    done
+  fi
+
+  if stage_on 3; then
+    if is_done "$gen/pseudo/.done"; then
+      log "stage 3 (gen $k): pseudo-labels done already ($gen/pseudo)"
+    else
+      teacher_args=()
+      for t in "${teachers[@]}"; do
+        teacher_args+=(--teacher "$t/decode/$(basename "$unlabeled")_beam_lm")
+      done
+      log "stage 3 (gen $k): pseudo-labels ($combine of ${#teachers[@]} teacher(s)) -> $gen/pseudo"
+      [ -f "$oracle_text" ] && teacher_args+=(--oracle-text "$oracle_text")  # the report's WER only
+      # shellcheck disable=SC2086  # pseudo_opts is a list of options
+      speechssl pseudo-label --data "$hidden" "${teacher_args[@]}" --combine "$combine" \
+        --out "$gen/pseudo" $pseudo_opts | tee "$gen/pseudo.log" >&2 \
+        || die "pseudo-labelling failed (see $gen/pseudo.log)"
+      mark_done "$gen/pseudo/.done" "combine=$combine teachers=${teachers[*]}"
+    fi
+  fi
+
+  if stage_on 4; then
+    updates=$(student_max_updates)
+    log "stage 4 (gen $k): student on $labeled + $gen/pseudo${updates:+, $updates updates} -> $gen/student"
+    asr "$gen/student" "${updates:+trainer.max_updates=$updates} $student_set" --unlabeled "$gen/pseudo"
+  fi
+done
 
 if stage_on 4; then
-  log "stage 4: student on $labeled + $exp/pseudo -> $exp/student"
-  asr "$exp/student" "$student_set" --unlabeled "$exp/pseudo"
   if "$oracle"; then
+    updates=$(student_max_updates)
     log "stage 4: oracle on $labeled + $unlabeled (true text) -> $exp/oracle"
-    asr "$exp/oracle" "$student_set data.pseudo_confidence=false" --unlabeled "$unlabeled"
+    asr "$exp/oracle" "${updates:+trainer.max_updates=$updates} $student_set data.pseudo_confidence=false" \
+      --unlabeled "$unlabeled"
   fi
+  # the last generation's student, for `speechssl transcribe --model <exp>/final`
+  ln -sfn "gen$generations/student" "$exp/.final.tmp" && mv -fT "$exp/.final.tmp" "$exp/final"
 fi
 
 if stage_on 5; then
-  python - "$exp" "${teachers[@]}" > "$exp/RESULTS.md.tmp" <<'PY'
-import json, sys
-from pathlib import Path
-
-exp, teachers = Path(sys.argv[1]), [Path(t) for t in sys.argv[2:]]
-def wer(model, name):
-    f = model / "decode" / name / "summary.json"
-    return json.loads(f.read_text())["wer"] if f.is_file() else None
-tests = sorted({p.parent.name for p in exp.glob("student/decode/*_beam_lm_rescore/summary.json")
-                if not p.parent.name.startswith("dev")})
-models = teachers + [exp / "student"] + ([exp / "oracle"] if (exp / "oracle").is_dir() else [])
-print(f"# Self-training: {exp}\n")
-print("| decode (beam + LM + rescoring) | " + " | ".join(m.name for m in models) + " | WRR |")
-print("|---" * (len(models) + 2) + "|")
-for name in tests:
-    values = [wer(m, name) for m in models]
-    cells = " | ".join("-" if v is None else f"{v:.2f}" for v in values)
-    best_teacher = min(v for v in values[: len(teachers)] if v is not None)
-    student, oracle = values[len(teachers)], values[-1] if (exp / "oracle").is_dir() else None
-    wrr = "-"
-    if oracle is not None and student is not None and best_teacher > oracle:
-        wrr = f"{100 * (best_teacher - student) / (best_teacher - oracle):.1f}%"
-    print(f"| {name} | {cells} | {wrr} |")
-report = json.loads((exp / "pseudo" / "pseudo_label.json").read_text())
-print("\nPseudo-labels (" + report["config"]["combine"] + f" of {len(report['teachers'])} teacher(s)):\n")
-print("| step | removed | kept | pseudo-label WER % |\n|---|---|---|---|")
-for r in report["steps"]:
-    w = "-" if r["wer"] is None else f"{r['wer']:.2f}"
-    print(f"| {r['step']} | {r['removed']} | {r['kept']} | {w} |")
-PY
-  mv "$exp/RESULTS.md.tmp" "$exp/RESULTS.md"
-  log "stage 5: results in $exp/RESULTS.md"
-  cat "$exp/RESULTS.md"
+  speechssl selftrain-report "$exp" >&2 || die "the report of $exp failed"
+  log "stage 5: results in $exp/RESULTS.md, $exp/wer_per_generation.png"
 fi

@@ -25,6 +25,7 @@ from speechssl.commands import (
     prepare,
     pretrain,
     pseudo_label,
+    selftrain_report,
     superb,
     synth,
     transcribe,
@@ -33,7 +34,7 @@ from speechssl.errors import SpeechSSLError
 
 # in the order ``speechssl --help`` lists them; a module's name is its command's, "_" -> "-"
 COMMANDS = (data, synth, features, kmeans, pretrain, export, asr_train, asr_decode, lm,
-            pseudo_label, transcribe, enhance_train, enhance, enhance_eval, superb, prepare)  # fmt: skip
+            pseudo_label, selftrain_report, transcribe, enhance_train, enhance, enhance_eval, superb, prepare)  # fmt: skip
 ERRORS = (SpeechSSLError, OSError, ValueError, KeyError)
 
 

@@ -30,6 +30,9 @@ asr_set=""            # stage 4: extra `speechssl asr-train --set` values, e.g. 
 selftrain_seeds=""    # stage 5: extra teachers' seeds, e.g. "1 2" (stage 4's model is always one)
 selftrain_combine=fusion  # stage 5: best | fusion | vote of the teachers' n-best lists
 selftrain_set="data.labeled_ratio=0.5"  # stage 5: the student's extra `asr-train --set` values
+selftrain_generations=2  # stage 5: generations (the student of one teaches the next)
+selftrain_updates=2x  # stage 5: the students' updates: N, or F x stage 4's (more data, more updates)
+selftrain_oracle=false  # stage 5: also train the oracle (the unlabeled set's true text) for the WRR
 enhance_models=noise2noise  # stage 6: enhancers (recipes/enhance.sh --models; "all" for the six-row table)
 enhance_set=""        # stage 6: extra `enhance-train --set` values, e.g. "trainer.max_updates=50"
 superb_upstreams="fbank_no_cmvn ssl"  # stage 7: upstreams (fbank_no_cmvn: SUPERB's FBANK baseline; ssl: stage 3's)
@@ -63,8 +66,9 @@ Stages: 0 install check (tools/install.sh), 1 synthetic corpus (local/data.sh),
         4 ASR (recipes/asr.sh: KenLM 3- and 5-gram -> CTC training -> dev-tuned beam search + LM
           -> n-best rescoring -> WER table in <exp>/asr/<upstream>/RESULTS.md),
         5 ASR self-training (recipes/selftrain.sh: stage 4's model [+ teachers of other seeds]
-          decode asr/train_unlabeled -> pseudo-labels -> a student on both sets -> WER table
-          in <exp>/selftrain/fbank/RESULTS.md),
+          decode asr/train_unlabeled (its text hidden) -> pseudo-labels -> a student on both
+          sets, which teaches the next generation -> <exp>/selftrain/fbank/gen<k>, final ->
+          the last student, WER per generation in <exp>/selftrain/fbank/RESULTS.md),
         6 speech enhancement without clean targets (recipes/enhance.sh: Noise2Noise on the
           noisy recordings' pairs -> PESQ/STOI/SI-SDR on data/noisy/test -> the noisy test set
           decoded raw and enhanced by stage 4's model -> <exp>/enhance/RESULTS.md),
@@ -181,12 +185,16 @@ fi
 if stage_on 5; then
   teacher=$exp/asr/fbank
   [ -f "$teacher/model.pt" ] || die "stage 5 needs stage 4's FBANK model ($teacher/model.pt); run stage 4 with --asr-upstream fbank"
-  log "stage 5: self-training on $data/asr/train_unlabeled (teachers: $teacher${selftrain_seeds:+ + seeds $selftrain_seeds})"
+  log "stage 5: self-training on $data/asr/train_unlabeled (teachers: $teacher${selftrain_seeds:+ + seeds $selftrain_seeds}, $selftrain_generations generation(s))"
+  start=$SECONDS
   bash "$SPEECHSSL_ROOT/recipes/selftrain.sh" --config conf/asr/fbank_blstm.yaml \
     --labeled "$data/asr/train_labeled" --unlabeled "$data/asr/train_unlabeled" \
     --dev "$data/asr/dev" --test "$data/asr/test" --lm-text "$data/asr/lm_text.txt" \
     --exp "$exp/selftrain/fbank" --teacher-dirs "$teacher" --teacher-seeds "$selftrain_seeds" \
-    --combine "$selftrain_combine" --student-set "$selftrain_set" --overrides "$asr_set" --nj "$nj"
+    --combine "$selftrain_combine" --student-set "$selftrain_set" --overrides "$asr_set" --nj "$nj" \
+    --generations "$selftrain_generations" --student-updates "$selftrain_updates" \
+    --oracle "$selftrain_oracle"
+  log "  stage 5 took $((SECONDS - start)) s"
 fi
 if stage_on 6; then
   asr_model=$exp/asr/fbank
