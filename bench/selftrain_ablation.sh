@@ -12,7 +12,8 @@
 # pseudo-label), both (the two losses), noisy (the noisy student: speed 0.9/1.0/1.1 and additive
 # noise on half the utterances, on top of SpecAugment and dropout), clean (no input or model
 # noise: SpecAugment off, dropout 0), ssl (the student on an SSL upstream, --upstream, with
-# conf/asr/ssl_blstm.yaml, instead of FBANK from random init). The generation's own student is
+# conf/asr/ssl_blstm.yaml, instead of FBANK from random init), multi (n-best multi-target: the
+# label and the next 2 distinct hypotheses, each weighted by its posterior). The generation's own student is
 # the "hard" row; --overrides should repeat its trainer.max_updates (the recipe's --student-updates).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,16 +25,23 @@ config=$ROOT/egs/synth/conf/asr/fbank_blstm.yaml ssl_config=$ROOT/egs/synth/conf
 . "$ROOT/tools/env.sh"
 g=$exp/gen$gen
 require_file "$g/pseudo/.done" "$g/pseudo/pseudo_label.json"
-if [[ " $variants " == *" soft "* || " $variants " == *" both "* ]] && ! is_done "$g/pseudo_soft/.done"; then
-  # the same pseudo-labels again, with the teachers' posteriors beside them
+# derived DIR OPTION...: the generation's pseudo-labels again (same teachers, same combination),
+# with more written beside them; the 1-best labels must come out the same
+derived() {
+  local out=$1 t
+  shift
+  is_done "$out/.done" && return 0
   mapfile -t teachers < <(python -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["teachers"]))' "$g/pseudo/pseudo_label.json")
+  combine=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["config"]["combine"])' "$g/pseudo/pseudo_label.json")
   args=()
   for t in "${teachers[@]}"; do args+=(--teacher "$t"); done
   [ -f "$exp/unlabeled.text.oracle" ] && args+=(--oracle-text "$exp/unlabeled.text.oracle")
-  speechssl pseudo-label --data "$exp/unlabeled" "${args[@]}" --out "$g/pseudo_soft" --soft-targets >&2
-  cmp -s "$g/pseudo/text" "$g/pseudo_soft/text" || die "$g/pseudo_soft: other labels than $g/pseudo"
-  mark_done "$g/pseudo_soft/.done"
-fi
+  speechssl pseudo-label --data "$exp/unlabeled" "${args[@]}" --combine "$combine" --out "$out" "$@" >&2
+  cmp -s "$g/pseudo/text" <(grep -v -- '-nb[0-9]* ' "$out/text") || die "$out: other labels than $g/pseudo"
+  mark_done "$out/.done"
+}
+[[ " $variants " == *" soft "* || " $variants " == *" both "* ]] && derived "$g/pseudo_soft" --soft-targets
+[[ " $variants " == *" multi "* ]] && derived "$g/pseudo_multi" --multi-target 3
 for v in $variants; do
   case $v in
     soft) sets="data.pseudo_targets=soft" pseudo=$g/pseudo_soft ;;

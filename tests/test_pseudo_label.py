@@ -154,3 +154,43 @@ def test_soft_targets_average_the_teachers_posteriors(tmp_path, capsys):
     _logprobs(d2, utts, 7, ["<blank>", "|", "a", "c"], 1)  # another vocabulary
     assert main(argv[:-3] + ["--out", str(tmp_path / "p2"), "--soft-targets"]) == 1
     assert "tokens or frame rate differ" in capsys.readouterr().err
+
+
+def _softmax(scores: list[float]) -> list[float]:
+    z = sum(math.exp(s) for s in scores)
+    return [math.exp(s) / z for s in scores]
+
+
+def test_multi_target_adds_the_nbest_alternatives_with_their_posteriors(tmp_path, capsys):
+    data = make_data_dir(tmp_path / "data", speakers=2, per_speaker=2)
+    refs = read_table(data / "text")
+    utts = sorted(refs)
+    loop = "word2 word2 word2 word2 word2"  # a looping alternative is never a target
+    t1 = {u: [(refs[u], 0.0), ("word0 wrong", -1.0), (loop, -1.5), ("word1 other", -2.0)] for u in utts}  # fmt: skip
+    t2 = {u: [(refs[u], 0.0), ("word0 wrong", -0.5)] for u in utts}
+    d1, d2 = _decode_dir(tmp_path / "t1", t1), _decode_dir(tmp_path / "t2", t2)
+    out = tmp_path / "pseudo"
+    argv = ["pseudo-label", "--data", str(data), "--teacher", str(d1), "--teacher", str(d2)]
+    argv += ["--out", str(out), "--drop-lowest", "0", "--max-wps", "20", "--multi-target", "3"]
+    assert main(argv) == 0
+    assert "multi-target: 8 n-best alternatives" in capsys.readouterr().out
+    p1, p2 = _softmax([0.0, -1.0, -1.5, -2.0]), _softmax([0.0, -0.5])
+    written = DataDir.load(out)
+    weights = {u: float(w) for u, w in read_table(out / "utt2weight").items()}
+    assert sorted(written.utt_ids) == sorted(utts + [f"{u}-nb{k}" for u in utts for k in (2, 3)])
+    for u in utts:
+        assert written.text[u] == refs[u] and weights[u] == pytest.approx((p1[0] + p2[0]) / 2)
+        assert written.text[f"{u}-nb2"] == "word0 wrong"
+        assert weights[f"{u}-nb2"] == pytest.approx((p1[1] + p2[1]) / 2, rel=1e-5)
+        assert written.text[f"{u}-nb3"] == "word1 other"  # the loop skipped
+        assert weights[f"{u}-nb3"] == pytest.approx(p1[3] / 2, rel=1e-5)
+        assert written.utt2spk[f"{u}-nb2"] == written.utt2spk[u]
+        assert (written.load_audio(f"{u}-nb3") == written.load_audio(u)).all()
+
+    # one teacher, --combine best: the weight is the 1-best's n-best posterior, a probability
+    # (not the length-normalised score that ranks the confidence cut, which is negative)
+    best = tmp_path / "best"
+    argv = ["pseudo-label", "--data", str(data), "--teacher", str(d1), "--combine", "best"]
+    assert main(argv + ["--out", str(best), "--drop-lowest", "0", "--max-wps", "20"]) == 0
+    for u, w in read_table(best / "utt2weight").items():
+        assert float(w) == pytest.approx(p1[0], rel=1e-5), u

@@ -25,6 +25,15 @@ has reference ``text`` (the synthetic corpus has) — the pseudo-label WER of wh
 - ``confidence``: the lowest ``drop_lowest`` percent of the remaining utterances by confidence
   (for ``best``, the length-normalised score: total score over the number of words + 1).
 
+``utt2weight``, the loss weight of a kept utterance, is a probability: its confidence for
+``fusion`` and ``vote``, the 1-best's posterior in the teacher's n-best list for ``best``.
+
+n-best multi-target (``multi_target`` = N > 1): each kept utterance also gets up to N - 1
+alternative targets, the next most probable distinct texts of the (fused) n-best posteriors
+that are not empty and not looping, as extra utterances ``<utt>-nb<k>`` (same audio, features
+and speaker) whose ``utt2weight`` is that text's posterior; CTC weighted per utterance then
+trains on ``sum_k p_k CTC(y_k)``. The 1-best item is the one the single-target run has.
+
 This is the command-line step ``speechssl pseudo-label``; the references, when present, are
 only used for the report, never for a choice.
 """
@@ -68,18 +77,25 @@ class FilterConfig:
     loop_count: int = 3
     drop_lowest: float = 10.0  # percent of the remaining utterances, by confidence
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.drop_lowest < 100:
+            raise PseudoLabelError(f"drop_lowest must be in [0, 100), found {self.drop_lowest}")
+
 
 @dataclass
 class PseudoLabelConfig:
     combine: str = "fusion"
     temperature: float = 1.0  # of the n-best posteriors (fusion)
     filters: FilterConfig = field(default_factory=FilterConfig)
+    multi_target: int = 1  # targets per kept utterance: the label and N - 1 n-best alternatives
 
     def __post_init__(self) -> None:
         if self.combine not in COMBINE:
             raise PseudoLabelError(f"combine must be one of {COMBINE}, not {self.combine!r}")
         if self.temperature <= 0:
             raise PseudoLabelError(f"temperature must be > 0, found {self.temperature}")
+        if self.multi_target < 1:
+            raise PseudoLabelError(f"multi_target must be >= 1, found {self.multi_target}")
 
 
 def read_nbest(decode_dir: str | os.PathLike) -> dict[str, list[Hyp]]:
@@ -106,8 +122,9 @@ def read_nbest(decode_dir: str | os.PathLike) -> dict[str, list[Hyp]]:
     return out
 
 
-def fuse(teachers: list[list[Hyp]], temperature: float = 1.0) -> tuple[str, float]:
-    """n-best score fusion over teachers: the text with the largest summed posterior."""
+def fused_posteriors(teachers: list[list[Hyp]], temperature: float = 1.0) -> dict[str, float]:
+    """Each distinct text's posterior, ``softmax(score / temperature)`` over a teacher's n-best
+    list, summed over teachers and divided by their number (a teacher with no list adds 0)."""
     totals: dict[str, float] = {}
     for nbest in teachers:
         if not nbest:
@@ -117,10 +134,16 @@ def fuse(teachers: list[list[Hyp]], temperature: float = 1.0) -> tuple[str, floa
         post /= post.sum()
         for h, p in zip(nbest, post, strict=True):
             totals[h.text] = totals.get(h.text, 0.0) + float(p)
-    if not totals:
+    return {t: v / len(teachers) for t, v in totals.items()}
+
+
+def fuse(teachers: list[list[Hyp]], temperature: float = 1.0) -> tuple[str, float]:
+    """n-best score fusion over teachers: the text with the largest summed posterior."""
+    post = fused_posteriors(teachers, temperature)
+    if not post:
         return "", 0.0
-    text = max(totals, key=lambda t: (totals[t], t))
-    return text, totals[text] / len(teachers)
+    text = max(post, key=lambda t: (post[t], t))
+    return text, post[text]
 
 
 def _align(ref: list[str], hyp: list[str]) -> list[tuple[int | None, str | None]]:
@@ -203,6 +226,56 @@ def combine_teachers(
     return out
 
 
+def weights_and_alternatives(
+    teachers: list[dict[str, list[Hyp]]],
+    kept: dict[str, tuple[str, float]],
+    cfg: PseudoLabelConfig,
+) -> tuple[dict[str, float], dict[str, list[tuple[str, float]]]]:
+    """Per kept utterance: the label's loss weight (a probability) and up to
+    ``multi_target - 1`` alternative (text, posterior) pairs, most probable first."""
+    weights, alternatives = {}, {}
+    for utt, (text, conf) in kept.items():
+        lists = [t.get(utt, []) for t in (teachers[:1] if cfg.combine == "best" else teachers)]
+        post = fused_posteriors(lists, cfg.temperature)
+        weights[utt] = post.get(text, 0.0) if cfg.combine == "best" else conf
+        f = cfg.filters
+        others = [t for t in post if t != text and t.split() and not is_looping(t, f.loop_ngram, f.loop_count)]  # fmt: skip
+        others.sort(key=lambda t: (-post[t], t))
+        alternatives[utt] = [(t, post[t]) for t in others[: cfg.multi_target - 1]]
+    return weights, alternatives
+
+
+def _with_alternatives(
+    data: DataDir, alternatives: dict[str, list[tuple[str, float]]]
+) -> tuple[DataDir, set[str]]:
+    """``data`` plus one utterance ``<utt>-nb<k>`` per alternative target (k = 2, 3, ...):
+    the same recording (or segment), speaker and per-utterance tables, the alternative text."""
+    text, tables = dict(data.text or {}), {n: dict(t) for n, t in data.tables.items()}
+    wav_scp, utt2spk = dict(data.wav_scp), dict(data.utt2spk)
+    segments = None if data.segments is None else dict(data.segments)
+    added = set()
+    for utt, alts in alternatives.items():
+        for k, (alt, weight) in enumerate(alts, start=2):
+            new = f"{utt}-nb{k}"
+            if new in utt2spk:
+                raise PseudoLabelError(
+                    f"{data.path}: utterance id '{new}' exists already; the n-best "
+                    "multi-target option names its extra targets <utt>-nb<k>"
+                )
+            utt2spk[new], text[new] = utt2spk[utt], alt
+            if segments is None:
+                wav_scp[new] = wav_scp[utt]
+            else:
+                segments[new] = segments[utt]
+            for table in tables.values():
+                if utt in table:
+                    table[new] = table[utt]
+            tables["utt2weight"][new] = f"{weight:.6g}"
+            added.add(new)
+    return replace(data, wav_scp=wav_scp, utt2spk=utt2spk, text=text, segments=segments,
+                   tables=tables), added  # fmt: skip
+
+
 def _wer(refs: dict[str, str] | None, labels: dict[str, tuple[str, float]]) -> float | None:
     if not refs or not labels:
         return None
@@ -266,8 +339,9 @@ def _durations(data: DataDir) -> dict[str, float]:
     return out
 
 
-def write_soft_targets(teacher_dirs, utts: list[str], path: Path) -> Path:
-    """The teachers' frame posteriors averaged (in probability) for ``utts``, as float16."""
+def write_soft_targets(teacher_dirs, utts: list[str], path: Path, aliases=()) -> Path:
+    """The teachers' frame posteriors averaged (in probability) for ``utts``, as float16; an
+    alias ``<utt>-nb<k>`` (an n-best alternative target) shares its utterance's."""
     import torch
 
     from speechssl.asr.dataset import SOFT_FORMAT
@@ -297,6 +371,7 @@ def write_soft_targets(teacher_dirs, utts: list[str], path: Path) -> Path:
                 )
             sums[u] = sums[u] + p if u in sums else p
     posteriors = {u: (s / len(teacher_dirs)).to(torch.float16) for u, s in sums.items()}
+    posteriors.update({a: posteriors[a.rsplit("-nb", 1)[0]] for a in aliases})
     payload = {"format": SOFT_FORMAT, "tokens": tokens, "stride": stride, "posteriors": posteriors}
     return atomic_torch_save(payload, path)
 
@@ -338,18 +413,21 @@ def pseudo_label(
         )
     # the pseudo-labels as the text, their confidences as utt2weight; the kept utterances (with
     # their recordings and tables) written by the data dir's own subset writer
+    weights, alternatives = weights_and_alternatives(teachers, kept, cfg)
     labelled = replace(
         source,
         text={u: label for u, (label, _) in kept.items()},
-        tables={**source.tables, "utt2weight": {u: f"{c:.6g}" for u, (_, c) in kept.items()}},
+        tables={**source.tables, "utt2weight": {u: f"{w:.6g}" for u, w in weights.items()}},
     )
+    labelled, added = _with_alternatives(labelled, alternatives)
     try:
-        write_selection(labelled, set(kept), out)
+        write_selection(labelled, set(kept) | added, out)
     except OSError as e:
         raise DataDirError(f"{out}: cannot write the pseudo-labelled data dir ({e})") from None
     if soft_targets:
-        write_soft_targets(teacher_dirs, sorted(kept), Path(out) / "soft_targets.pt")
+        write_soft_targets(teacher_dirs, sorted(kept), Path(out) / "soft_targets.pt", added)
     summary = {
+        "multi_target": {"n": cfg.multi_target, "added": len(added)},
         "soft_targets": soft_targets,
         "config": asdict(cfg),
         "teachers": [str(d) for d in teacher_dirs],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -28,6 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--loop-count", type=int, default=3, help="repeats that make a loop")
     p.add_argument("--drop-lowest", type=float, default=10.0,
                    help="percent of utterances dropped by lowest confidence")  # fmt: skip
+    p.add_argument("--multi-target", type=int, default=1, metavar="N",
+                   help="targets per utterance: the label and N-1 n-best alternatives, "
+                   "weighted by their posteriors (extra utterances <utt>-nb<k>)")  # fmt: skip
     return p
 
 
@@ -37,11 +42,15 @@ def run(args: argparse.Namespace) -> int:
     filters = FilterConfig(
         args.min_wps, args.max_wps, args.loop_ngram, args.loop_count, args.drop_lowest
     )
-    cfg = PseudoLabelConfig(args.combine, args.temperature, filters)
+    cfg = PseudoLabelConfig(args.combine, args.temperature, filters, args.multi_target)
     for row in pseudo_label(
         args.data, args.teacher, args.out, cfg, args.oracle_text, args.soft_targets
     ):
         wer = "" if row["wer"] is None else f", pseudo-label WER of the kept {row['wer']:.2f}%"
         print(f"{row['step']:10s} removed {row['removed']:4d}, kept {row['kept']:4d}{wer}")
+    if args.multi_target > 1:
+        summary = json.loads((Path(args.out) / "pseudo_label.json").read_text())
+        added = summary["multi_target"]["added"]
+        print(f"multi-target: {added} n-best alternatives added as <utt>-nb<k> utterances")
     print(f"wrote {args.out} (text, utt2weight, pseudo_label.json)")
     return 0
