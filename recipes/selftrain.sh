@@ -44,7 +44,7 @@ lm_text=""           # LM training text
 exp=""               # experiment dir
 teacher_seeds="0 1"  # one teacher per seed (an ensemble when more than one)
 teacher_dirs=""      # finished recipes/asr.sh exp dirs used as teachers too (e.g. stage 4's)
-combine=fusion       # best | fusion | vote (speechssl pseudo-label --combine)
+combine=fusion       # best | fusion | vote | sample (speechssl pseudo-label --combine)
 pseudo_opts=""       # extra `speechssl pseudo-label` options, e.g. "--drop-lowest 20"
 student_set="data.labeled_ratio=0.5"  # extra student `asr-train --set` values (k=v k=v)
 overrides=""         # extra `asr-train --set` values for every model

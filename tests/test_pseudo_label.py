@@ -194,3 +194,24 @@ def test_multi_target_adds_the_nbest_alternatives_with_their_posteriors(tmp_path
     assert main(argv + ["--out", str(best), "--drop-lowest", "0", "--max-wps", "20"]) == 0
     for u, w in read_table(best / "utt2weight").items():
         assert float(w) == pytest.approx(p1[0], rel=1e-5), u
+
+
+def test_sample_ensemble_keeps_every_teachers_label(tmp_path, capsys):
+    data = make_data_dir(tmp_path / "data", speakers=2, per_speaker=2)
+    refs = read_table(data / "text")
+    utts = sorted(refs)
+    t1 = {u: [(refs[u], 0.0), ("word0 wrong", -1.0)] for u in utts}
+    t2 = {u: [("word1 other", 0.0), (refs[u], -0.2)] for u in utts}
+    t2[utts[0]] = []  # teacher 2 has no hypothesis here
+    d1, d2 = _decode_dir(tmp_path / "t1", t1), _decode_dir(tmp_path / "t2", t2)
+    out = tmp_path / "pseudo"
+    argv = ["pseudo-label", "--data", str(data), "--teacher", str(d1), "--teacher", str(d2)]
+    argv += ["--out", str(out), "--drop-lowest", "0", "--max-wps", "20", "--combine", "sample"]
+    assert main(argv) == 0
+    fusion = tmp_path / "fusion"
+    assert main(argv[:-1] + ["fusion"] + ["--out", str(fusion)]) == 0
+    assert read_table(out / "text") == read_table(fusion / "text")  # the filters' label
+    assert read_table(out / "utt2weight") == read_table(fusion / "utt2weight")
+    assert read_table(out / "utt2text1") == refs
+    second = read_table(out / "utt2text2")
+    assert second[utts[0]] == "" and all(second[u] == "word1 other" for u in utts[1:])

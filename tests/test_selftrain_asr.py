@@ -182,3 +182,29 @@ def test_asr_train_on_soft_targets(tmp_path, capsys):
     other = [a if a != str(tmp_path / "exp") else str(tmp_path / "exp2") for a in argv]
     assert main(other) == 1
     assert "tokens differ from the student's" in capsys.readouterr().err
+
+
+def test_the_sample_ensemble_draws_each_teachers_label_per_batch_seed(tmp_path):
+    """`pseudo-label --combine sample` leaves every teacher's label as utt2text<i>; a seeded
+    load draws one (about evenly over 200 seeds for two teachers: a binomial count of 100 ±
+    7, asserted within ±30), the same seed the same one, and an unseeded load keeps `text`."""
+    from speechssl.data.dataset import BatchIndices
+
+    data = _asr_dir(tmp_path / "pseudo", n=3)
+    utts = [f"s0-u{i}" for i in range(3)]
+    write_table(data / "utt2text1", {u: "a a b b" for u in utts})
+    write_table(data / "utt2text2", {u: "b b a a" for u in utts[:2]} | {utts[2]: ""})
+    tok = build_tokenizer("char", ["abab", "bbaa"], tmp_path / "tok")
+    ds = ASRDataset(data, tok)
+    first, second = (torch.tensor(tok.encode(t)) for t in ("a a b b", "b b a a"))
+    counts = {"first": 0, "second": 0}
+    for seed in range(200):
+        item = ds.__getitems__(BatchIndices([0], seed))[0]
+        again = ds.__getitems__(BatchIndices([0], seed))[0]
+        assert torch.equal(item.labels, again.labels)
+        counts["first" if torch.equal(item.labels, first) else "second"] += 1
+        assert torch.equal(item.labels, first) or torch.equal(item.labels, second)
+        # teacher 2 said nothing for utterance 2: only teacher 1's label is drawn there
+        assert torch.equal(ds.__getitems__(BatchIndices([2], seed))[0].labels, first)
+    assert 70 <= counts["first"] <= 130, counts
+    assert torch.equal(ds.__getitems__([0])[0].labels, ds.labels[utts[0]])  # unseeded: `text`

@@ -28,7 +28,7 @@ asr_upstream=fbank    # stage 4: fbank | ssl (stage 3's exported upstream) | a p
 asr_conf=""           # stage 4: ASR YAML (default: conf/asr/fbank_blstm.yaml, or ssl_blstm.yaml)
 asr_set=""            # stage 4: extra `speechssl asr-train --set` values, e.g. "trainer.max_updates=50"
 selftrain_seeds=""    # stage 5: extra teachers' seeds, e.g. "1 2" (stage 4's model is always one)
-selftrain_combine=fusion  # stage 5: best | fusion | vote of the teachers' n-best lists
+selftrain_combine=fusion  # stage 5: best | fusion | vote | sample (the sample ensemble) of the teachers' n-best lists
 selftrain_set="data.labeled_ratio=0.5"  # stage 5: the student's extra `asr-train --set` values
 selftrain_generations=2  # stage 5: generations (the student of one teaches the next)
 selftrain_updates=2x  # stage 5: the students' updates: N, or F x stage 4's (more data, more updates)

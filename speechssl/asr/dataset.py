@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -67,6 +68,15 @@ class ASRDataset(AudioDataset):
         self.labels = {
             u: torch.tensor(tokenizer.encode(self.texts[u]), dtype=torch.long) for u in self.utt_ids
         }
+        # the sample ensemble (`speechssl pseudo-label --combine sample` writes every teacher's
+        # label as utt2text<i>): a seeded load draws one of them, an unseeded one keeps `text`
+        names = sorted(n for n in self.data.tables if re.fullmatch(r"utt2text\d+", n))
+        self.choices: dict[str, list[torch.Tensor]] = {}
+        for u in self.utt_ids if names else ():
+            options = [normalize_text(self.data.tables[n].get(u, "")) for n in names]
+            encoded = [torch.tensor(tokenizer.encode(o), dtype=torch.long) for o in options if o]
+            if encoded:
+                self.choices[u] = encoded
 
     def load_noisy(self, index: int, seed: int | None) -> AudioItem:
         """Utterance ``index`` through the input noise (when configured) drawn from ``seed``."""
@@ -74,6 +84,11 @@ class ASRDataset(AudioDataset):
         if self.augment is not None:
             rng = np.random.default_rng([0 if seed is None else seed, index])
             item.wav = perturb(item.wav, self.augment, rng)
+        choices = self.choices.get(item.utt_id)
+        if choices and seed is not None:  # its own stream: the same draw with or without noise
+            item.labels = choices[
+                int(np.random.default_rng([seed, index, 1]).integers(len(choices)))
+            ]
         return item
 
     def __getitems__(self, indices):

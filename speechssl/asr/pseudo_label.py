@@ -14,7 +14,10 @@ Combining teachers (``combine``):
 - ``vote``: ROVER-style word voting — every teacher's 1-best aligned to the pivot (the fusion
   winner) by edit distance; each pivot word slot takes the word most teachers put there
   (deletion included), an insertion is kept when most teachers inserted the same word;
-  confidence = mean over slots of the winning vote's share.
+  confidence = mean over slots of the winning vote's share;
+- ``sample``: the sample ensemble — ``text`` (filters, report, weight) is the fusion's label,
+  and every teacher's 1-best is written as ``utt2text<i>``; the student's data loader draws one
+  of them per utterance and batch (seeded, so each epoch draws anew and a resume repeats it).
 
 Filters, in this order, each reporting how many utterances it removed and — when the data dir
 has reference ``text`` (the synthetic corpus has) — the pseudo-label WER of what is kept:
@@ -55,7 +58,7 @@ from speechssl.data.split import write_selection
 from speechssl.errors import SpeechSSLError
 from speechssl.io import atomic_write_text
 
-COMBINE = ("best", "fusion", "vote")
+COMBINE = ("best", "fusion", "vote", "sample")
 
 
 class PseudoLabelError(SpeechSSLError, ValueError):
@@ -267,8 +270,8 @@ def _with_alternatives(
                 wav_scp[new] = wav_scp[utt]
             else:
                 segments[new] = segments[utt]
-            for table in tables.values():
-                if utt in table:
+            for name, table in tables.items():
+                if utt in table and not name.startswith("utt2text"):  # its own text, no draw
                     table[new] = table[utt]
             tables["utt2weight"][new] = f"{weight:.6g}"
             added.add(new)
@@ -414,11 +417,11 @@ def pseudo_label(
     # the pseudo-labels as the text, their confidences as utt2weight; the kept utterances (with
     # their recordings and tables) written by the data dir's own subset writer
     weights, alternatives = weights_and_alternatives(teachers, kept, cfg)
-    labelled = replace(
-        source,
-        text={u: label for u, (label, _) in kept.items()},
-        tables={**source.tables, "utt2weight": {u: f"{w:.6g}" for u, w in weights.items()}},
-    )
+    tables = {**source.tables, "utt2weight": {u: f"{w:.6g}" for u, w in weights.items()}}
+    if cfg.combine == "sample":  # every teacher's 1-best, drawn from by the data loader
+        for i, t in enumerate(teachers, start=1):
+            tables[f"utt2text{i}"] = {u: t[u][0].text if t[u] else "" for u in kept}
+    labelled = replace(source, text={u: label for u, (label, _) in kept.items()}, tables=tables)
     labelled, added = _with_alternatives(labelled, alternatives)
     try:
         write_selection(labelled, set(kept) | added, out)
