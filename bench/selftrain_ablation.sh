@@ -13,7 +13,8 @@
 # noise on half the utterances, on top of SpecAugment and dropout), clean (no input or model
 # noise: SpecAugment off, dropout 0), ssl (the student on an SSL upstream, --upstream, with
 # conf/asr/ssl_blstm.yaml, instead of FBANK from random init), multi (n-best multi-target: the
-# label and the next 2 distinct hypotheses, each weighted by its posterior). The generation's own student is
+# label and the next 2 distinct hypotheses, each weighted by its posterior), sample (the sample
+# ensemble: each batch draws one teacher's 1-best per utterance). The generation's own student is
 # the "hard" row; --overrides should repeat its trainer.max_updates (the recipe's --student-updates).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,14 +43,23 @@ derived() {
 }
 [[ " $variants " == *" soft "* || " $variants " == *" both "* ]] && derived "$g/pseudo_soft" --soft-targets
 [[ " $variants " == *" multi "* ]] && derived "$g/pseudo_multi" --multi-target 3
+[[ " $variants " == *" sample "* ]] && derived "$g/pseudo_sample" --combine sample
 for v in $variants; do
   case $v in
     soft) sets="data.pseudo_targets=soft" pseudo=$g/pseudo_soft ;;
     both) sets="data.pseudo_targets=both" pseudo=$g/pseudo_soft ;;
     noisy) sets="data.augment.speed=[0.9,1.0,1.1] data.augment.noise_prob=0.5" pseudo=$g/pseudo ;;
     clean) sets="model.dropout=0.0 model.specaug.time_masks=0 model.specaug.feature_masks=0" pseudo=$g/pseudo ;;
-    *) die "unknown variant '$v' (soft both noisy clean)" ;;
+    multi) sets="" pseudo=$g/pseudo_multi ;;
+    sample) sets="" pseudo=$g/pseudo_sample ;;
+    ssl) sets="" pseudo=$g/pseudo ;;
+    *) die "unknown variant '$v' (soft both noisy clean multi sample ssl)" ;;
   esac
+  conf=$config up=()
+  if [ "$v" = ssl ]; then
+    [ -n "$upstream" ] || die "the ssl variant needs --upstream (an exported upstream.pt)"
+    conf=$ssl_config up=(--upstream "$upstream")
+  fi
   log "ablation $v: $sets"
   start=$SECONDS
   bash "$ROOT/recipes/asr.sh" --config "$conf" "${up[@]}" --train "$data/asr/train_labeled" \
