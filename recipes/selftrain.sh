@@ -137,6 +137,15 @@ for ((k = 1; k <= generations; k++)); do
   printf '%s\n' "${teachers[@]}" > "$gen/teachers.txt.tmp" && mv "$gen/teachers.txt.tmp" "$gen/teachers.txt"
 
   if stage_on 2; then
+    # the hidden set in --nj shards by speaker, once; each teacher decodes shard JOB in its own
+    # job (log: <decode dir>.shards/log/decode.JOB.log), finished shards kept over a kill
+    if ! is_done "$hidden/shards.done"; then
+      mapfile -t parts < <(speechssl data split -n "$nj" "$hidden")
+      [ ${#parts[@]} -gt 0 ] || parts=("$hidden")  # one speaker, or --nj 1: no split
+      printf '%s\n' "${parts[@]}" > "$hidden/shards.txt"
+      mark_done "$hidden/shards.done"
+    fi
+    mapfile -t parts < "$hidden/shards.txt"
     for t in "${teachers[@]}"; do
       out=$t/decode/$(basename "$unlabeled")_beam_lm
       if is_done "$out/.done"; then
@@ -144,10 +153,19 @@ for ((k = 1; k <= generations; k++)); do
         continue
       fi
       require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json"
-      log "stage 2 (gen $k): teacher $t decodes $hidden (beam + LM, n-best)"
-      run_logged "$out.log" speechssl asr-decode --model "$t/model.pt" --data "$hidden" \
-        --out "$out" --nj "$nj" --lm "$t/lm/${lm_order}gram/lm.bin" \
-        --weights "$t/decode/dev_beam_lm/decode.json" --nbest 8 || { tail -n 20 "$out.log" >&2; die "decoding $unlabeled failed"; }
+      log "stage 2 (gen $k): teacher $t decodes $hidden in ${#parts[@]} job(s) (beam + LM, n-best)"
+      shards=$out.shards
+      mkdir -p "$shards/log"
+      part=${parts[0]}
+      [ ${#parts[@]} -eq 1 ] || part=$(dirname "$part")/JOB  # <hidden>/split<N>/JOB
+      run_jobs --max-parallel "$nj" JOB=1:${#parts[@]} "$shards/log/decode.JOB.log" \
+        bash "$ST_RECIPE_DIR/lib/once.sh" "$shards/JOB/.done" speechssl asr-decode \
+        --data "$part" --model "$t/model.pt" --out "$shards/JOB" --nj 1 --lm "$t/lm/${lm_order}gram/lm.bin" \
+        --weights "$t/decode/dev_beam_lm/decode.json" --nbest 8 \
+        || die "decoding $hidden with $t failed (logs: $shards/log)"
+      dirs=()
+      for ((j = 1; j <= ${#parts[@]}; j++)); do dirs+=("$shards/$j"); done
+      speechssl merge-decodes --out "$out" "${dirs[@]}" >&2
       mark_done "$out/.done"
     done
   fi

@@ -22,6 +22,7 @@ from speechssl.commands import (
     features,
     kmeans,
     lm,
+    merge_decodes,
     prepare,
     pretrain,
     pseudo_label,
@@ -33,7 +34,7 @@ from speechssl.commands import (
 from speechssl.errors import SpeechSSLError
 
 # in the order ``speechssl --help`` lists them; a module's name is its command's, "_" -> "-"
-COMMANDS = (data, synth, features, kmeans, pretrain, export, asr_train, asr_decode, lm,
+COMMANDS = (data, synth, features, kmeans, pretrain, export, asr_train, asr_decode, merge_decodes, lm,
             pseudo_label, selftrain_report, transcribe, enhance_train, enhance, enhance_eval, superb, prepare)  # fmt: skip
 ERRORS = (SpeechSSLError, OSError, ValueError, KeyError)
 

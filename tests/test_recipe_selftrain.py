@@ -75,6 +75,24 @@ def test_selftrain_recipe_runs_and_resumes(synth_corpus: Path, tmp_path: Path):
     again = subprocess.run(_args(asr, exp), capture_output=True, text=True, timeout=900, env=ENV)
     assert again.returncode == 0 and "pseudo-labels done already" in again.stderr
 
+    # the unlabeled set is decoded in --nj (2) shards, one job and log each; with one shard's
+    # output lost (as after a kill), a rerun decodes that shard alone and merges the same lists
+    decode = exp / "gen1" / "teacher0" / "decode" / "train_unlabeled_beam_lm"
+    shards = decode.parent / "train_unlabeled_beam_lm.shards"
+    lists = (decode / "nbest.jsonl").read_text()
+    assert sorted(p.name for p in shards.glob("log/*.log")) == ["decode.1.log", "decode.2.log"]
+    assert lists.count("\n") == unlabeled
+    (decode / ".done").unlink()
+    (decode / "nbest.jsonl").unlink()
+    for f in (shards / "2").iterdir():
+        f.unlink()
+    stage2 = _args(asr, exp, "--stage", "2", "--stop-stage", "2")
+    proc = subprocess.run(stage2, capture_output=True, text=True, timeout=900, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "done already" in (shards / "log" / "decode.1.log").read_text()
+    assert "done already" not in (shards / "log" / "decode.2.log").read_text()
+    assert (decode / "nbest.jsonl").read_text() == lists
+
     # killed once the first student has its first checkpoint (update 3 of 6), then rerun; the
     # same teachers (their decodes of the unlabeled set kept), no oracle, to save time
     killed = tmp_path / "killed"

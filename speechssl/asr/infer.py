@@ -27,7 +27,8 @@ from speechssl.asr.decode import CTCDecoder, DecoderConfig, Hypothesis, rescore_
 from speechssl.asr.model import CTCModel, load_model
 from speechssl.asr.score import score_dir, score_texts
 from speechssl.data.dataset import AudioDataset, LengthBucketSampler, collate
-from speechssl.data.kaldi import read_table, write_table
+from speechssl.data.kaldi import c_sorted, read_table, write_table
+from speechssl.errors import SpeechSSLError
 from speechssl.io import atomic_torch_save, atomic_write_text
 
 
@@ -208,3 +209,51 @@ def decode_data_dir(
     if (data / "text").is_file():
         return score_dir(data / "text", out / "text", out)
     return None
+
+
+def merge_decode_dirs(shards: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """One decode dir from the decode dirs of a data dir's shards (``speechssl data split``):
+    ``text``, ``nbest.jsonl`` and ``ctm`` by utterance, ``logprobs.pt`` merged, ``decode.json``
+    the shards' (which must agree). An utterance in two shards, or shards decoded with other
+    settings or models' tokens, is an error naming the shard."""
+    out, shards = Path(out), [Path(s) for s in shards]
+    if not shards:
+        raise SpeechSSLError("merge-decodes: give the shards' decode dirs")
+    text, nbest, ctm, logprobs = {}, {}, {}, {}
+    settings = tokens = stride = None
+    for d in shards:
+        for name in ("text", "nbest.jsonl", "ctm", "decode.json"):
+            if not (d / name).is_file():
+                raise SpeechSSLError(f"{d}/{name}: missing; is {d} a finished decode dir?")
+        s = json.loads((d / "decode.json").read_text())
+        settings = s if settings is None else settings
+        if s != settings:
+            raise SpeechSSLError(f"{d}/decode.json: other settings than {shards[0]}'s")
+        part = read_table(d / "text")
+        twice = set(part) & set(text)
+        if twice:
+            raise SpeechSSLError(f"{d}: utterance '{min(twice)}' is in another shard too")
+        text.update(part)
+        for line in (d / "nbest.jsonl").read_text().splitlines():
+            if line.strip():
+                nbest[json.loads(line)["utt"]] = line
+        for line in (d / "ctm").read_text().splitlines():
+            if line.strip():
+                ctm.setdefault(line.split(maxsplit=1)[0], []).append(line)
+        if (d / "logprobs.pt").is_file():
+            saved = torch.load(d / "logprobs.pt", map_location="cpu", weights_only=True)
+            if tokens is not None and (saved["tokens"] != tokens or saved["stride"] != stride):
+                raise SpeechSSLError(f"{d}/logprobs.pt: other tokens or frame rate")
+            tokens, stride = saved["tokens"], saved["stride"]
+            logprobs.update(saved["logprobs"])
+    out.mkdir(parents=True, exist_ok=True)
+    if logprobs:
+        key = {"merged": [str(d) for d in shards]}
+        payload = {"key": key, "logprobs": logprobs, "tokens": tokens, "stride": stride}
+        atomic_torch_save(payload, out / "logprobs.pt")
+    utts = c_sorted(text)
+    atomic_write_text(out / "nbest.jsonl", "".join(nbest[u] + "\n" for u in utts if u in nbest))
+    atomic_write_text(out / "ctm", "".join(line + "\n" for u in utts for line in ctm.get(u, [])))
+    atomic_write_text(out / "decode.json", json.dumps(settings, indent=2) + "\n")
+    write_table(out / "text", text)
+    return out
