@@ -14,7 +14,9 @@
 # noise: SpecAugment off, dropout 0), ssl (the student on an SSL upstream, --upstream, with
 # conf/asr/ssl_blstm.yaml, instead of FBANK from random init), multi (n-best multi-target: the
 # label and the next 2 distinct hypotheses, each weighted by its posterior), sample (the sample
-# ensemble: each batch draws one teacher's 1-best per utterance). The generation's own student is
+# ensemble: each batch draws one teacher's 1-best per utterance), layerdrop (model noise: a
+# residual BiLSTM head whose second layer is skipped in 20% of batches), large (a student larger
+# than its teachers: 3 x BiLSTM 192 instead of 2 x 128). The generation's own student is
 # the "hard" row; --overrides should repeat its trainer.max_updates (the recipe's --student-updates).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,8 +54,10 @@ for v in $variants; do
     clean) sets="model.dropout=0.0 model.specaug.time_masks=0 model.specaug.feature_masks=0" pseudo=$g/pseudo ;;
     multi) sets="" pseudo=$g/pseudo_multi ;;
     sample) sets="" pseudo=$g/pseudo_sample ;;
+    layerdrop) sets="model.residual=true model.layerdrop=0.2" pseudo=$g/pseudo ;;
+    large) sets="model.head_layers=3 model.head_dim=192" pseudo=$g/pseudo ;;
     ssl) sets="" pseudo=$g/pseudo ;;
-    *) die "unknown variant '$v' (soft both noisy clean multi sample ssl)" ;;
+    *) die "unknown variant '$v' (soft both noisy clean multi sample layerdrop large ssl)" ;;
   esac
   conf=$config up=()
   if [ "$v" = ssl ]; then

@@ -51,12 +51,31 @@ class ASRConfig:
     dropout: float = 0.1
     subsample: int = 1  # stack this many frames before the head (10 ms fbank -> 20 ms at 2)
     specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
+    residual: bool = False  # BiLSTM head: layers 2.. add their input to their output
+    layerdrop: float = 0.0  # stochastic depth: a head layer's residual branch dropped per batch
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"ASRConfig.head must be one of {HEADS}, found {self.head!r}")
         if self.subsample < 1:
             raise ValueError(f"ASRConfig.subsample must be >= 1, found {self.subsample}")
+        if not 0.0 <= self.layerdrop < 1.0:
+            raise ValueError(f"model.layerdrop must be in [0, 1), found {self.layerdrop}")
+        if self.layerdrop > 0 and self.head == "blstm" and not self.residual:
+            raise ValueError(
+                "model.layerdrop needs model.residual=true with the blstm head (a dropped "
+                "layer passes its input on, so its input and output must add)"
+            )
+
+
+def _stochastic_depth(delta: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """A residual branch kept with probability 1 - p per batch and scaled by 1 / (1 - p) in
+    training (so no rescaling at test time); computed either way, so every parameter gets a
+    gradient (zero when dropped) and DDP sees the same graph on every rank."""
+    if not training or p == 0:
+        return delta
+    keep = (torch.rand((), device=delta.device) >= p).to(delta.dtype)
+    return delta * (keep / (1 - p))
 
 
 class _TransformerHead(nn.Module):
@@ -72,24 +91,45 @@ class _TransformerHead(nn.Module):
             norm_first=True,
         )
         self.layers = nn.TransformerEncoder(layer, cfg.head_layers, enable_nested_tensor=False)
+        self.layerdrop = cfg.layerdrop
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         pad = ~length_mask(lengths, x.shape[1])
-        return self.layers(self.proj(x), src_key_padding_mask=pad)
+        if not self.layerdrop:
+            return self.layers(self.proj(x), src_key_padding_mask=pad)
+        x = self.proj(x)
+        for layer in self.layers.layers:  # pre-LN layers are residual: drop the whole update
+            delta = layer(x, src_key_padding_mask=pad) - x
+            x = x + _stochastic_depth(delta, self.layerdrop, self.training)
+        return x
 
 
 class _BLSTMHead(nn.Module):
+    """``head_layers`` BiLSTM layers; with ``residual``, one module per layer and layers 2..
+    computing ``x + f(x)`` (their branch dropped per batch with ``layerdrop``)."""
+
     def __init__(self, input_dim: int, cfg: ASRConfig):
         super().__init__()
-        self.lstm = BiLSTM(
-            input_dim,
-            cfg.head_dim,
-            num_layers=cfg.head_layers,
-            dropout=cfg.dropout if cfg.head_layers > 1 else 0.0,
-        )
+        self.layerdrop, self.dropout = cfg.layerdrop, cfg.dropout
+        if not cfg.residual:
+            self.lstm = BiLSTM(
+                input_dim,
+                cfg.head_dim,
+                num_layers=cfg.head_layers,
+                dropout=cfg.dropout if cfg.head_layers > 1 else 0.0,
+            )
+            return
+        dims = [input_dim] + [2 * cfg.head_dim] * (cfg.head_layers - 1)
+        self.layers = nn.ModuleList(BiLSTM(d, cfg.head_dim) for d in dims)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.lstm(x, lengths)
+        if not hasattr(self, "layers"):
+            return self.lstm(x, lengths)
+        x = self.layers[0](x, lengths)
+        for layer in self.layers[1:]:
+            h = layer(F.dropout(x, self.dropout, self.training), lengths)
+            x = x + _stochastic_depth(h, self.layerdrop, self.training)
+        return x
 
 
 def _head(input_dim: int, cfg: ASRConfig) -> tuple[nn.Module | None, int]:
