@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 
 import numpy as np
 import torch
 
-from speechssl.data.synth.noise import FAMILIES, make_noise, scale_to_snr
+from speechssl.data.synth.noise import FAMILIES, add_at_random_snr, make_noise
 
 NOISE_FAMILIES = tuple(f for f in FAMILIES if f != "babble")
 
@@ -70,8 +71,6 @@ def perturb(wav: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator) -> 
         speech = wav.numpy()
         if np.any(speech):
             family = cfg.noise_families[int(rng.integers(len(cfg.noise_families)))]
-            lo, hi = cfg.noise_snr[0], cfg.noise_snr[-1]
-            snr = float(rng.uniform(lo, hi)) if hi > lo else float(lo)
-            noise = make_noise(family, len(speech), rng)
-            wav = torch.from_numpy((speech + scale_to_snr(speech, noise, snr)).astype(np.float32))
+            noise = partial(make_noise, family)
+            wav = torch.from_numpy(add_at_random_snr(speech, noise, rng, cfg.noise_snr))
     return wav

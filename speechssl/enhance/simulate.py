@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from speechssl.data.audio import SAMPLE_RATE, load_audio
-from speechssl.data.synth.noise import FAMILIES, make_noise, scale_to_snr
+from speechssl.data.synth.noise import FAMILIES, add_at_random_snr, make_noise
 from speechssl.errors import SpeechSSLError
 
 # babble needs other talkers' speech, which a noise bank does not hold; the corpus has it.
@@ -85,7 +85,4 @@ def add_noise(
 ) -> np.ndarray:
     """``speech`` plus noise from ``bank`` at an SNR drawn uniformly from ``snr_range``
     (``[lo, hi]``, or one value)."""
-    lo, hi = (snr_range[0], snr_range[-1]) if len(snr_range) else (0.0, 0.0)
-    snr = float(rng.uniform(lo, hi)) if hi > lo else float(lo)
-    noise = bank.sample(len(speech), rng)
-    return (speech + scale_to_snr(speech, noise, snr)).astype(np.float32)
+    return add_at_random_snr(speech, bank.sample, rng, snr_range)

@@ -112,6 +112,15 @@ def scale_to_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndar
     return (noise * gain).astype(np.float32)
 
 
+def add_at_random_snr(speech: np.ndarray, sample_noise, rng: np.random.Generator, snr_range) -> np.ndarray:  # fmt: skip
+    """``speech`` plus ``sample_noise(len(speech), rng)`` scaled to an SNR drawn uniformly from
+    ``snr_range`` (``[lo, hi]``, or one value; the draw comes before the noise's), float32."""
+    lo, hi = (snr_range[0], snr_range[-1]) if len(snr_range) else (0.0, 0.0)
+    snr = float(rng.uniform(lo, hi)) if hi > lo else float(lo)
+    noise = sample_noise(len(speech), rng)
+    return (speech + scale_to_snr(speech, noise, snr)).astype(np.float32)
+
+
 def measured_snr(clean: np.ndarray, noisy: np.ndarray) -> float:
     """SNR in dB of ``noisy`` against its clean reference."""
     noise = noisy.astype(np.float64) - clean
