@@ -79,8 +79,8 @@ if stage_on 2; then
     [ -z "$upstream" ] || set_args+=(--upstream "$upstream")
     [ -z "$unlabeled" ] || set_args+=(--unlabeled "$unlabeled")
     log "stage 2: CTC training on $train ($config${upstream:+, upstream $upstream}); log: $exp/train.log"
-    # on a terminal, the training progress bar's last state is redrawn on one line
-    run_logged "$exp/asr_train.out" speechssl asr-train --config "$config" --data "$train" \
+    # on a terminal, train.log's last line (update, loss, lr) is redrawn on one line
+    run_logged --status "$exp/train.log" "$exp/asr_train.out" speechssl asr-train --config "$config" --data "$train" \
       --valid "$dev" --exp "$exp" "${set_args[@]}" \
       || { tail -n 20 "$exp/asr_train.out" >&2; die "ASR training failed"; }
     require_file "$exp/model.pt"

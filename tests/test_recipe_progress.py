@@ -58,6 +58,20 @@ def test_run_logged_redraws_elapsed_time_and_the_log_on_a_terminal(tmp_path: Pat
     assert any(d.endswith("| step one") for d in draws), draws
 
 
+def test_run_logged_status_shows_another_files_last_line(tmp_path: Path):
+    """--status FILE: a command that logs its progress elsewhere (asr-train's train.log) shows
+    that file's last line, not its quiet stdout's."""
+    log, status = tmp_path / "train.out", tmp_path / "train.log"
+    step = f"echo started; echo update 50 loss=1.5 >> {status}; sleep 2.5; exit 0"
+    rc, screen = _on_terminal(
+        f". {COMMON}; run_logged --status {status} {log} bash -c '{step}'; echo \"rc=$?\""
+    )
+    assert rc == 0 and "rc=0" in screen, screen
+    draws = [d for d in _redraws(screen) if d.startswith("train.out: ")]
+    assert any(d.endswith("| update 50 loss=1.5") for d in draws), draws
+    assert log.read_text() == "started\n"
+
+
 def test_run_logged_off_a_terminal_is_the_plain_redirect(tmp_path: Path):
     log = tmp_path / "step.log"
     proc = subprocess.run(

@@ -213,12 +213,18 @@ _run_jobs_report() {
   return 1
 }
 
-# run_logged LOG COMMAND [ARGS...]: COMMAND with stdout and stderr to LOG; returns its status.
-# On a terminal one line is redrawn every second while it runs (LOG's name, elapsed time, LOG's
-# last line), so a step that prints only when it ends still shows that it is alive; Ctrl-C stops
-# COMMAND too. Off a terminal it is just `COMMAND > LOG 2>&1`.
+# run_logged [--status FILE] LOG COMMAND [ARGS...]: COMMAND with stdout and stderr to LOG;
+# returns its status. On a terminal one line is redrawn every second while it runs (LOG's name,
+# elapsed time, the last line of LOG, or of FILE when the command writes its progress there, e.g.
+# a Trainer's train.log), so a step that prints only when it ends still shows that it is alive;
+# Ctrl-C stops COMMAND too. Off a terminal it is just `COMMAND > LOG 2>&1`.
 run_logged() {
-  (($# >= 2)) || _die_caller "usage: run_logged LOG COMMAND [ARGS...]"
+  local status=""
+  if [[ ${1:-} == --status ]]; then
+    status=$2
+    shift 2
+  fi
+  (($# >= 2)) || _die_caller "usage: run_logged [--status FILE] LOG COMMAND [ARGS...]"
   local log=$1 pid rc=0 started=$SECONDS line width old_traps
   shift
   if ! [ -t 2 ]; then
@@ -234,7 +240,7 @@ run_logged() {
   width=$(_term_width)
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
-    line="$(basename "$log"): $(_elapsed "$started") | $(_last_status "$log")"
+    line="$(basename "$log"): $(_elapsed "$started") | $(_last_status "${status:-$log}")"
     printf '\r\033[K%s' "${line:0:$((width - 1))}" >&2
   done
   printf '\r\033[K' >&2
