@@ -110,7 +110,7 @@ class _BLSTMHead(nn.Module):
 
     def __init__(self, input_dim: int, cfg: ASRConfig):
         super().__init__()
-        self.layerdrop, self.dropout = cfg.layerdrop, cfg.dropout
+        self.residual, self.layerdrop, self.dropout = cfg.residual, cfg.layerdrop, cfg.dropout
         if not cfg.residual:
             self.lstm = BiLSTM(
                 input_dim,
@@ -123,7 +123,7 @@ class _BLSTMHead(nn.Module):
         self.layers = nn.ModuleList(BiLSTM(d, cfg.head_dim) for d in dims)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if not hasattr(self, "layers"):
+        if not self.residual:
             return self.lstm(x, lengths)
         x = self.layers[0](x, lengths)
         for layer in self.layers[1:]:

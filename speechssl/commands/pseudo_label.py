@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from speechssl.asr.pseudo_label import COMBINE
+
     p = subparsers.add_parser(
         "pseudo-label",
         help="combine teachers' n-best lists, filter, write a pseudo-labelled data dir",
@@ -22,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--oracle-text", help="true text of --data, only to report pseudo-label WER")
     p.add_argument("--soft-targets", action="store_true",
                    help="also write soft_targets.pt: the teachers' averaged CTC posteriors")  # fmt: skip
-    p.add_argument("--combine", default="fusion", choices=("best", "fusion", "vote", "sample"))
+    p.add_argument("--combine", default="fusion", choices=COMBINE)
     p.add_argument("--temperature", type=float, default=1.0, help="of the n-best posteriors")
     p.add_argument("--min-wps", type=float, default=0.5, help="fewest words per second kept")
     p.add_argument("--max-wps", type=float, default=6.0, help="most words per second kept")
