@@ -16,7 +16,8 @@
 # label and the next 2 distinct hypotheses, each weighted by its posterior), sample (the sample
 # ensemble: each batch draws one teacher's 1-best per utterance), layerdrop (model noise: a
 # residual BiLSTM head whose second layer is skipped in 20% of batches), large (a student larger
-# than its teachers: 3 x BiLSTM 192 instead of 2 x 128). The generation's own student is
+# than its teachers: 3 x BiLSTM 192 instead of 2 x 128), cut<N> (a harder confidence cut: the
+# lowest N% dropped instead of the recipe's 10%, e.g. cut30). The generation's own student is
 # the "hard" row; --overrides should repeat its trainer.max_updates (the recipe's --student-updates).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,7 +30,7 @@ config=$ROOT/egs/synth/conf/asr/fbank_blstm.yaml ssl_config=$ROOT/egs/synth/conf
 g=$exp/gen$gen
 require_file "$g/pseudo/.done" "$g/pseudo/pseudo_label.json"
 # derived DIR OPTION...: the generation's pseudo-labels again (same teachers, same combination),
-# with more written beside them; the 1-best labels must come out the same
+# with more written beside them; the 1-best labels must come out the same (a harder cut: a subset)
 derived() {
   local out=$1 t
   shift
@@ -40,12 +41,19 @@ derived() {
   for t in "${teachers[@]}"; do args+=(--teacher "$t"); done
   [ -f "$exp/unlabeled.text.oracle" ] && args+=(--oracle-text "$exp/unlabeled.text.oracle")
   speechssl pseudo-label --data "$exp/unlabeled" "${args[@]}" --combine "$combine" --out "$out" "$@" >&2
-  cmp -s "$g/pseudo/text" <(grep -v -- '-nb[0-9]* ' "$out/text") || die "$out: other labels than $g/pseudo"
+  if [[ " $* " == *" --drop-lowest "* ]]; then
+    [ -z "$(comm -23 <(sort "$out/text") <(sort "$g/pseudo/text"))" ] || die "$out: labels not in $g/pseudo"
+  else
+    cmp -s "$g/pseudo/text" <(grep -v -- '-nb[0-9]* ' "$out/text") || die "$out: other labels than $g/pseudo"
+  fi
   mark_done "$out/.done"
 }
 [[ " $variants " == *" soft "* || " $variants " == *" both "* ]] && derived "$g/pseudo_soft" --soft-targets
 [[ " $variants " == *" multi "* ]] && derived "$g/pseudo_multi" --multi-target 3
 [[ " $variants " == *" sample "* ]] && derived "$g/pseudo_sample" --combine sample
+for v in $variants; do
+  [[ $v =~ ^cut([0-9]+)$ ]] && derived "$g/pseudo_$v" --drop-lowest "${BASH_REMATCH[1]}"
+done
 for v in $variants; do
   case $v in
     soft) sets="data.pseudo_targets=soft" pseudo=$g/pseudo_soft ;;
@@ -57,7 +65,8 @@ for v in $variants; do
     layerdrop) sets="model.residual=true model.layerdrop=0.2" pseudo=$g/pseudo ;;
     large) sets="model.head_layers=3 model.head_dim=192" pseudo=$g/pseudo ;;
     ssl) sets="" pseudo=$g/pseudo ;;
-    *) die "unknown variant '$v' (soft both noisy clean multi sample layerdrop large ssl)" ;;
+    cut[0-9]*) sets="" pseudo=$g/pseudo_$v ;;
+    *) die "unknown variant '$v' (soft both noisy clean multi sample layerdrop large ssl cut<N>)" ;;
   esac
   conf=$config up=()
   if [ "$v" = ssl ]; then

@@ -10,7 +10,8 @@
 #   2 each teacher decodes <exp>/unlabeled, a copy of --unlabeled without its text (`speechssl
 #     data hide-text`: the true text, when the corpus has one, goes to <exp>/unlabeled.text.oracle
 #     and is read only to score the pseudo-labels and to train the oracle) (beam search + LM,
-#     dev-tuned weights, n-best lists)
+#     dev-tuned weights, n-best lists; --rescore true: re-ranked by the --rescore-order LM with
+#     the teacher's dev-tuned rescoring weights)
 #   3 `speechssl pseudo-label`: the teachers' n-best lists combined (--combine), filtered ->
 #     <exp>/gen<k>/pseudo (text, utt2weight, pseudo_label.json: what each filter removed, and
 #     the pseudo-label WER of what it kept, scored on the hidden text when there is one)
@@ -45,6 +46,7 @@ exp=""               # experiment dir
 teacher_seeds="0 1"  # one teacher per seed (an ensemble when more than one)
 teacher_dirs=""      # finished recipes/asr.sh exp dirs used as teachers too (e.g. stage 4's)
 combine=fusion       # best | fusion | vote | sample (speechssl pseudo-label --combine)
+rescore=false        # pseudo-labels from n-best lists re-ranked by each teacher's --rescore-order LM
 pseudo_opts=""       # extra `speechssl pseudo-label` options, e.g. "--drop-lowest 20"
 student_set="data.labeled_ratio=0.5"  # extra student `asr-train --set` values (k=v k=v)
 overrides=""         # extra `asr-train --set` values for every model
@@ -75,8 +77,21 @@ teachers=("${given[@]}")
 for seed in "${seeds[@]}"; do teachers+=("$exp/gen1/teacher$seed"); done
 [ ${#teachers[@]} -gt 0 ] || die "no teacher: give --teacher-seeds and/or --teacher-dirs"
 [[ $generations =~ ^[1-9][0-9]*$ ]] || die "--generations must be a positive integer, found '$generations'"
+[[ $rescore == true || $rescore == false ]] || die "--rescore must be true or false, found '$rescore'"
+# a teacher's decode of the hidden set: first-pass n-best lists, or re-ranked by the larger LM
+pl_decode=$(basename "$unlabeled")_beam_lm
+pl_weights=dev_beam_lm/decode.json
+if "$rescore"; then
+  pl_decode+=_rescore
+  pl_weights=dev_beam_lm_rescore/decode.json
+fi
+teacher_files() {  # what teacher $1 needs to decode the hidden set
+  echo "$1/model.pt" "$1/decode/$pl_weights" "$1/lm/${lm_order}gram/lm.bin"
+  ! "$rescore" || echo "$1/lm/${rescore_order}gram/lm.bin"
+}
 for t in "${given[@]}"; do
-  require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json" "$t/lm/${lm_order}gram/lm.bin"
+  # shellcheck disable=SC2046  # teacher_files prints paths without spaces or one per word
+  require_file $(teacher_files "$t")
 done
 mkdir -p "$exp"
 # the unlabeled set as the teachers and the student see it: no text (the oracle's is set aside)
@@ -147,13 +162,16 @@ for ((k = 1; k <= generations; k++)); do
     fi
     mapfile -t parts < "$hidden/shards.txt"
     for t in "${teachers[@]}"; do
-      out=$t/decode/$(basename "$unlabeled")_beam_lm
+      out=$t/decode/$pl_decode
       if is_done "$out/.done"; then
         log "stage 2 (gen $k): teacher $t decoded $hidden already"
         continue
       fi
-      require_file "$t/model.pt" "$t/decode/dev_beam_lm/decode.json"
-      log "stage 2 (gen $k): teacher $t decodes $hidden in ${#parts[@]} job(s) (beam + LM, n-best)"
+      # shellcheck disable=SC2046
+      require_file $(teacher_files "$t")
+      rescoring=()
+      "$rescore" && rescoring=(--rescore-lm "$t/lm/${rescore_order}gram/lm.bin")
+      log "stage 2 (gen $k): teacher $t decodes $hidden in ${#parts[@]} job(s) (beam + LM, n-best${rescoring:+, rescored})"
       shards=$out.shards
       mkdir -p "$shards/log"
       part=${parts[0]}
@@ -161,7 +179,7 @@ for ((k = 1; k <= generations; k++)); do
       run_jobs --max-parallel "$nj" JOB=1:${#parts[@]} "$shards/log/decode.JOB.log" \
         bash "$ST_RECIPE_DIR/lib/once.sh" "$shards/JOB/.done" speechssl asr-decode \
         --data "$part" --model "$t/model.pt" --out "$shards/JOB" --nj 1 --lm "$t/lm/${lm_order}gram/lm.bin" \
-        --weights "$t/decode/dev_beam_lm/decode.json" --nbest 8 \
+        --weights "$t/decode/$pl_weights" --nbest 8 "${rescoring[@]}" \
         || die "decoding $hidden with $t failed (logs: $shards/log)"
       dirs=()
       for ((j = 1; j <= ${#parts[@]}; j++)); do dirs+=("$shards/$j"); done
@@ -176,7 +194,7 @@ for ((k = 1; k <= generations; k++)); do
     else
       teacher_args=()
       for t in "${teachers[@]}"; do
-        teacher_args+=(--teacher "$t/decode/$(basename "$unlabeled")_beam_lm")
+        teacher_args+=(--teacher "$t/decode/$pl_decode")
       done
       log "stage 3 (gen $k): pseudo-labels ($combine of ${#teachers[@]} teacher(s)) -> $gen/pseudo"
       [ -f "$oracle_text" ] && teacher_args+=(--oracle-text "$oracle_text")  # the report's WER only

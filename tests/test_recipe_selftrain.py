@@ -7,12 +7,14 @@ pseudo-labels and the same student weights as the uninterrupted run."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import kenlm
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,11 +95,36 @@ def test_selftrain_recipe_runs_and_resumes(synth_corpus: Path, tmp_path: Path):
     assert "done already" not in (shards / "log" / "decode.2.log").read_text()
     assert (decode / "nbest.jsonl").read_text() == lists
 
+    # --rescore true: the same teachers' n-best lists re-ranked by their larger (here 3-gram) LM
+    # with their dev-tuned rescoring weights; each score checked against kenlm's own sentence
+    # scores, the pseudo-labels taken from the re-ranked lists
+    teachers = f"{exp / 'gen1' / 'teacher0'} {exp / 'gen1' / 'teacher1'}"
+    same = ("--teacher-dirs", teachers, "--teacher-seeds", "", "--oracle", "false")
+    rescored = tmp_path / "rescored"
+    steps23 = ("--rescore", "true", "--generations", "1", "--stage", "2", "--stop-stage", "3")
+    proc = subprocess.run(_args(asr, rescored, *same, *steps23), capture_output=True, text=True, timeout=900, env=ENV)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    teacher0 = exp / "gen1" / "teacher0"
+    decode = teacher0 / "decode" / "train_unlabeled_beam_lm_rescore"
+    settings = json.loads((decode / "decode.json").read_text())
+    tuned = json.loads((teacher0 / "decode" / "dev_beam_lm_rescore" / "decode.json").read_text())
+    assert settings["rescore_lm"] == str(teacher0 / "lm" / "3gram" / "lm.bin")
+    alpha, beta = tuned["rescore_alpha"], tuned["rescore_beta"]
+    assert (settings["rescore_alpha"], settings["rescore_beta"]) == (alpha, beta)
+    lm = kenlm.Model(settings["rescore_lm"])
+    for line in (decode / "nbest.jsonl").read_text().splitlines()[:40]:
+        nbest = json.loads(line)["nbest"]
+        for h in nbest:
+            words = h["text"].split()
+            lm_ln = math.log(10) * (lm.score(h["text"], bos=True, eos=True) - 10 * sum(w not in lm for w in words))  # fmt: skip
+            assert abs(h["score"] - (h["am_score"] + alpha * lm_ln + beta * len(words))) < 1e-4
+        assert [h["score"] for h in nbest] == sorted((h["score"] for h in nbest), reverse=True)
+    report = json.loads((rescored / "gen1" / "pseudo" / "pseudo_label.json").read_text())
+    assert report["teachers"] == [str(decode), str(decode).replace("teacher0", "teacher1")]
+
     # killed once the first student has its first checkpoint (update 3 of 6), then rerun; the
     # same teachers (their decodes of the unlabeled set kept), no oracle, to save time
     killed = tmp_path / "killed"
-    teachers = f"{exp / 'gen1' / 'teacher0'} {exp / 'gen1' / 'teacher1'}"
-    same = ("--teacher-dirs", teachers, "--teacher-seeds", "", "--oracle", "false")
     run = subprocess.Popen(_args(asr, killed, *same), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)  # fmt: skip
     checkpoints = killed / "gen1" / "student" / "checkpoints"
