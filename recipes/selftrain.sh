@@ -81,13 +81,14 @@ for seed in "${seeds[@]}"; do teachers+=("$exp/gen1/teacher$seed"); done
 # a teacher's decode of the hidden set: first-pass n-best lists, or re-ranked by the larger LM
 pl_decode=$(basename "$unlabeled")_beam_lm
 pl_weights=dev_beam_lm/decode.json
+pl_rescore_lm=""  # relative to the teacher's exp dir
 if "$rescore"; then
   pl_decode+=_rescore
   pl_weights=dev_beam_lm_rescore/decode.json
+  pl_rescore_lm=lm/${rescore_order}gram/lm.bin
 fi
 teacher_files() {  # what teacher $1 needs to decode the hidden set
-  echo "$1/model.pt" "$1/decode/$pl_weights" "$1/lm/${lm_order}gram/lm.bin"
-  ! "$rescore" || echo "$1/lm/${rescore_order}gram/lm.bin"
+  echo "$1/model.pt" "$1/decode/$pl_weights" "$1/lm/${lm_order}gram/lm.bin" ${pl_rescore_lm:+"$1/$pl_rescore_lm"}
 }
 for t in "${given[@]}"; do
   # shellcheck disable=SC2046  # teacher_files prints paths without spaces or one per word
@@ -169,9 +170,7 @@ for ((k = 1; k <= generations; k++)); do
       fi
       # shellcheck disable=SC2046
       require_file $(teacher_files "$t")
-      rescoring=()
-      "$rescore" && rescoring=(--rescore-lm "$t/lm/${rescore_order}gram/lm.bin")
-      log "stage 2 (gen $k): teacher $t decodes $hidden in ${#parts[@]} job(s) (beam + LM, n-best${rescoring:+, rescored})"
+      log "stage 2 (gen $k): teacher $t decodes $hidden in ${#parts[@]} job(s) (beam + LM, n-best${pl_rescore_lm:+, rescored})"
       shards=$out.shards
       mkdir -p "$shards/log"
       part=${parts[0]}
@@ -179,7 +178,7 @@ for ((k = 1; k <= generations; k++)); do
       run_jobs --max-parallel "$nj" JOB=1:${#parts[@]} "$shards/log/decode.JOB.log" \
         bash "$ST_RECIPE_DIR/lib/once.sh" "$shards/JOB/.done" speechssl asr-decode \
         --data "$part" --model "$t/model.pt" --out "$shards/JOB" --nj 1 --lm "$t/lm/${lm_order}gram/lm.bin" \
-        --weights "$t/decode/$pl_weights" --nbest 8 "${rescoring[@]}" \
+        --weights "$t/decode/$pl_weights" --nbest 8 ${pl_rescore_lm:+--rescore-lm "$t/$pl_rescore_lm"} \
         || die "decoding $hidden with $t failed (logs: $shards/log)"
       dirs=()
       for ((j = 1; j <= ${#parts[@]}; j++)); do dirs+=("$shards/$j"); done
