@@ -1,0 +1,398 @@
+"""The CTC prefix beam search of :mod:`speechssl.asr.prefix_search` for a whole batch at once,
+in tensor operations that run on a GPU (or, the same code, on the CPU for the tests).
+
+State per utterance and beam slot, all ``(B, K)`` tensors: the log-probabilities of the paths
+ending in blank / in the last token (``pb``, ``pnb``, float64), the last token, a 64-bit hash of
+the labelling and of its parent (prefix merging: beam k' extends beam k by token c iff
+``parent_hash[k'] == hash[k]`` and ``last[k'] == c``), the partial word (a node of the LM
+vocabulary's trie, or an out-of-vocabulary word by its length), the LM state, the LM score,
+the word count and the fusion score. Each step builds the ``K + K * C`` candidates (the beams
+themselves after a blank or a repeat; each beam extended by each of the frame's ``C`` tokens
+above ``token_min_logp``), merges extensions into the beams they equal, prunes by
+``beam_prune_logp`` and keeps the ``K`` best with one ``topk``. Backpointers (source slot,
+emitted token) per step give the labellings and the frame where each token was emitted.
+
+Frames come as *events*, exactly as the CPU search groups them: a run of frames whose only
+candidate is the blank is one step (``pb`` = total + the run's blank log-probability, no
+re-ranking); in a run of frames whose only candidate is one token, the frames after the first
+shift every beam alike and are added after the first frame's step. ``blank_skip`` (a
+probability, off at 1.0) also treats a frame whose blank posterior is at least that as blank-
+only, as torchaudio's ``cuda_ctc_decoder`` does: faster, no longer exact.
+
+Scores follow :mod:`speechssl.asr.prefix_search` (word-level LM at word ends, ``unk_score`` per
+OOV word and for OOV partial words, ``beta`` per word, ``<s>``/``</s>``), so both searches give
+the same n-best lists; ``tests/test_batch_search.py`` checks ids and scores against it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from speechssl.asr.lm import LN10
+from speechssl.asr.ngram_tensor import TensorNgramLM
+from speechssl.asr.prefix_search import BLANK, WordScorer
+
+NEG_INF = float("-inf")
+_HASH_MUL = 6364136223846793005  # 64-bit LCG constants (Knuth): labelling hashes
+_HASH_ADD = 1442695040888963407
+_ROOT_HASH = 0x5EED
+
+
+@dataclass
+class BatchHypothesis:
+    tokens: list[int]  # the labelling
+    frames: list[int]  # the frame where the search emitted each token
+    score: float  # am + alpha * lm + beta * num_words
+    am_score: float
+    lm_score: float
+    num_words: int
+
+
+class TrieLexicon:
+    """The decoder's tokens against the LM vocabulary's prefix trie, as tensors.
+
+    Node ids: 0 the empty word, 1.. the vocabulary's prefixes, ``-n`` a partial word of ``n``
+    characters that begins no vocabulary word (without an LM every non-empty word is one).
+    ``advance(node, token)`` is :meth:`WordScorer.advance` on these ids.
+    """
+
+    def __init__(self, scorer: WordScorer, lm: TensorNgramLM | None, device: torch.device) -> None:
+        piece, starts, ends = scorer.piece, scorer.starts_word, scorer.ends_word
+        vocab_size = len(piece)
+        prefixes = sorted(scorer.prefixes or ()) if lm is not None else []
+        node_of = {"": 0, **{p: i + 1 for i, p in enumerate(prefixes)}}
+        node_len = [0] + [len(p) for p in prefixes]
+        # a prefix that is not itself a word completes as <unk>, as KenLM scores it
+        node_word = [lm.unk if lm else 0] + [lm.words.get(p, lm.unk) for p in prefixes]
+        continuing: dict[str, list[int]] = {}
+        for t in range(vocab_size):
+            if piece[t] and not starts[t] and not ends[t]:
+                continuing.setdefault(piece[t], []).append(t)
+        keys, targets = [], []
+        for p, node in node_of.items():  # every (prefix, piece) -> longer prefix
+            for i in range(len(p)):
+                for t in continuing.get(p[i:], ()):
+                    keys.append(node_of[p[:i]] * vocab_size + t)
+                    targets.append(node)
+        role = [0 if s or e else (1 if not p else 2) for p, s, e in zip(piece, starts, ends)]
+        start = [node_of.get(p, -len(p)) if p else 0 for p in piece]
+        keys_t = torch.tensor(keys or [-1], dtype=torch.int64)
+        keys_t, perm = keys_t.sort()
+        self.vocab_size = vocab_size
+        self.edge_keys = keys_t.to(device)
+        self.edge_targets = torch.tensor(targets or [0], dtype=torch.int64)[perm].to(device)
+        self.role = torch.tensor(role, device=device)  # 0 word boundary, 1 no text, 2 continues
+        self.start_node = torch.tensor(start, dtype=torch.int64, device=device)
+        self.piece_len = torch.tensor([len(p) for p in piece], device=device)
+        self.node_len = torch.tensor(node_len, dtype=torch.int64, device=device)
+        self.node_word = torch.tensor(node_word, dtype=torch.int64, device=device)
+
+    def length(self, node: torch.Tensor) -> torch.Tensor:
+        return torch.where(node >= 0, self.node_len[node.clamp(min=0)], -node)
+
+    def advance(self, node: torch.Tensor, token: torch.Tensor):
+        """(the partial word after ``token``, whether ``token`` completed a non-empty word)."""
+        role = self.role[token]
+        key = node * self.vocab_size + token
+        pos = torch.searchsorted(self.edge_keys, key).clamp_(max=len(self.edge_keys) - 1)
+        found = (node >= 0) & (self.edge_keys[pos] == key)
+        grown = torch.where(
+            found, self.edge_targets[pos], -(self.length(node) + self.piece_len[token])
+        )
+        new = torch.where(role == 0, self.start_node[token], torch.where(role == 1, node, grown))
+        return new, (role == 0) & (node != 0)
+
+
+class BatchPrefixSearch:
+    """Batched CTC prefix beam search with the decoder's tokens, LM and config on ``device``.
+
+    ``decoder``: a :class:`speechssl.asr.decode.CTCDecoder` (its LM must be an ARPA file, or a
+    binary one beside its ``.arpa``); ``blank_skip``: see the module docstring.
+    """
+
+    def __init__(self, decoder, device: str | torch.device = "cpu", blank_skip: float = 1.0):
+        self.device = torch.device(device)
+        self.config = cfg = decoder.config
+        if cfg.beam > 128:
+            raise ValueError(f"the batched beam search takes beam <= 128, got {cfg.beam}")
+        self.lm = None
+        if decoder.lm is not None:
+            arpa = decoder.lm.path
+            if not _is_arpa(arpa):
+                arpa = arpa.with_suffix(".arpa")
+                if not arpa.is_file() or not _is_arpa(arpa):
+                    raise ValueError(
+                        f"the batched beam search reads the LM's ARPA file: {decoder.lm.path} is "
+                        f"binary and has no {arpa.name} beside it"
+                    )
+            self.lm = TensorNgramLM(arpa, self.device)
+        self.lexicon = TrieLexicon(decoder._scorer, self.lm, self.device)
+        self.log_blank_skip = math.log(blank_skip) if blank_skip < 1.0 else math.inf
+        # at most e^-m tokens have log-probability >= m: the candidates a frame can have
+        self.max_candidates = min(len(decoder.tokens), int(math.exp(-cfg.token_min_logp)) + 1)
+
+    # ---- word-level side -------------------------------------------------------------------
+
+    def _penalty(self, node: torch.Tensor) -> torch.Tensor:
+        if self.lm is None:
+            return torch.zeros(node.shape, dtype=torch.float64, device=node.device)
+        scale = (self.lexicon.length(node).double() / WordScorer.AVG_WORD_LEN).clamp(min=1.0)
+        return torch.where(node < 0, self.config.unk_score * scale, 0.0)
+
+    def _word_score(self, context: torch.Tensor, node: torch.Tensor):
+        """(ln P_lm of completing partial word ``node`` [+ unk_score * ln 10 if OOV], next
+        context); 0 and the same context without an LM."""
+        if self.lm is None:
+            return torch.zeros(node.shape, dtype=torch.float64, device=node.device), context
+        word = torch.where(node > 0, self.lexicon.node_word[node.clamp(min=0)], self.lm.unk)
+        logp, nxt = self.lm.score(context, word)
+        return torch.where(word == self.lm.unk, logp + self.config.unk_score * LN10, logp), nxt
+
+    # ---- frames to events --------------------------------------------------------------------
+
+    def _events(self, lp: torch.Tensor, lengths: torch.Tensor):
+        """Per utterance its steps: (B, E) first frame, blank-run flag, log-probability added
+        after the step (a blank run's total, a single-token run's frames after the first), and
+        the (B,) number of steps."""
+        b, t, _ = lp.shape
+        cfg = self.config
+        frames = torch.arange(t, device=lp.device)
+        best_lp, best = lp.max(-1)
+        count = (lp >= cfg.token_min_logp).sum(-1) + (best_lp < cfg.token_min_logp).long()
+        blank_only = (count == 1) & (best == BLANK)
+        blank_only |= lp[..., BLANK] >= self.log_blank_skip
+        single = (count == 1) | blank_only
+        label = torch.where(single, torch.where(blank_only, BLANK, best), -1 - frames)
+        valid = frames[None, :] < lengths[:, None]
+        label = torch.where(valid, label, -2 - t)
+        start = torch.ones_like(valid)
+        start[:, 1:] = label[:, 1:] != label[:, :-1]
+        start &= valid
+        index = start.long().cumsum(1) - 1  # the event of each frame
+        num_events = start.sum(1)
+        e_max = int(num_events.max())
+        ev_frame = torch.zeros(b, e_max, dtype=torch.int64, device=lp.device)
+        rows, cols = start.nonzero(as_tuple=True)
+        ev_frame[rows, index[rows, cols]] = cols
+        held = torch.where(blank_only, lp[..., BLANK], best_lp).double()
+        held = torch.where(valid, held, 0.0)
+        run_total = torch.zeros(b, e_max, dtype=torch.float64, device=lp.device)
+        run_total.scatter_add_(1, index.clamp(min=0), held)
+        ev_blank = blank_only.gather(1, ev_frame)
+        first = held.gather(1, ev_frame)
+        shift = torch.where(ev_blank, run_total, run_total - first)
+        ev_active = torch.arange(e_max, device=lp.device)[None, :] < num_events[:, None]
+        ev_count = count.gather(1, ev_frame)
+        return ev_frame, ev_blank & ev_active, shift, ev_active, ev_count
+
+    # ---- the search ----------------------------------------------------------------------------
+
+    def __call__(
+        self, logprobs: torch.Tensor, lengths: torch.Tensor | None = None, top: int | None = None
+    ) -> list[list[BatchHypothesis]]:
+        """``(B, T, V)`` log-softmax scores (float32 or bf16) and ``(B,)`` frames -> per
+        utterance the final beams (the ``top`` best, default all) as
+        :class:`BatchHypothesis`, best first."""
+        lp = logprobs.to(self.device)
+        b, t, v = lp.shape
+        if lengths is None:
+            lengths = torch.full((b,), t)
+        lengths = lengths.to(self.device, torch.int64)
+        ev_frame, ev_blank, shift, ev_active, ev_count = self._events(lp, lengths)
+        # one host sync: per step, whether any utterance needs the full step and its candidates
+        normal = (ev_active & ~ev_blank).any(0)
+        cand = torch.where(ev_active & ~ev_blank, ev_count, 0).amax(0).clamp(min=1)
+        normal, cand = normal.tolist(), cand.clamp(max=self.max_candidates).tolist()
+        state = self._initial(b)
+        trace_src, trace_tok = [], []
+        bi = torch.arange(b, device=self.device)
+        for e, (full, c) in enumerate(zip(normal, cand)):
+            rows = lp[bi, ev_frame[:, e]].double()
+            blank_run = ev_blank[:, e]
+            if full:
+                new, src, tok = self._step(state, rows, c)
+                keep = ~ev_active[:, e] | blank_run
+                new = {k: torch.where(_col(keep, x), state[k], x) for k, x in new.items()}
+                src = torch.where(keep[:, None], self._identity(b), src)
+                tok = torch.where(keep[:, None], -1, tok)
+            else:
+                new, src, tok = dict(state), self._identity(b), None
+            total = torch.logaddexp(state["pb"], state["pnb"])
+            new["pb"] = torch.where(blank_run[:, None], total + shift[:, e, None], new["pb"])
+            new["pnb"] = torch.where(blank_run[:, None], NEG_INF, new["pnb"])
+            stepped = ev_active[:, e] & ~blank_run
+            new["pnb"] = torch.where(stepped[:, None], new["pnb"] + shift[:, e, None], new["pnb"])
+            state = new
+            trace_src.append(src)
+            trace_tok.append(tok if tok is not None else torch.full_like(src, -1))
+        return self._finish(state, trace_src, trace_tok, ev_frame, top or self.config.beam)
+
+    def _identity(self, b: int) -> torch.Tensor:
+        return torch.arange(self.config.beam, device=self.device).expand(b, -1)
+
+    def _initial(self, b: int) -> dict[str, torch.Tensor]:
+        k, dev = self.config.beam, self.device
+        pb = torch.full((b, k), NEG_INF, dtype=torch.float64, device=dev)
+        pb[:, 0] = 0.0
+        start = 0
+        if self.lm is not None:
+            start = self.lm.begin_state if self.config.score_boundary else self.lm.null_state
+        zeros = torch.zeros((b, k), dtype=torch.int64, device=dev)
+        dead = -torch.arange(k, device=dev).expand(b, -1) - 10  # unique, never a real hash
+        return {
+            "pb": pb,
+            "pnb": torch.full_like(pb, NEG_INF),
+            "last": zeros.clone(),
+            "hash": torch.where(dead == -10, _ROOT_HASH, dead),
+            "parent": dead - k,
+            "node": zeros.clone(),
+            "context": zeros + start,
+            "lm": torch.zeros_like(pb),
+            "words": zeros.clone(),
+            "fusion": torch.zeros_like(pb),
+        }
+
+    def _step(self, s: dict[str, torch.Tensor], rows: torch.Tensor, num_cand: int):
+        """One frame for every utterance: ``rows`` (B, V) float64 log-probabilities."""
+        cfg, lex = self.config, self.lexicon
+        b, k = s["pb"].shape
+        best = rows.amax(1, keepdim=True)
+        ok = (rows >= cfg.token_min_logp) | (rows == best)  # the frame's candidates
+        total = torch.logaddexp(s["pb"], s["pnb"])
+        blank = torch.where(ok[:, BLANK], rows[:, BLANK], NEG_INF)
+        new_b = total + blank[:, None]
+        last = s["last"]
+        last_lp = rows.gather(1, last)
+        repeat_ok = ok.gather(1, last) & (last != BLANK)
+        new_nb = torch.where(repeat_ok, s["pnb"] + last_lp, NEG_INF)
+        # extensions by the frame's candidate tokens (B, K, C)
+        cand_lp, cand = torch.where(ok, rows, NEG_INF).topk(num_cand, dim=1)
+        cand_lp = torch.where(cand == BLANK, NEG_INF, cand_lp)
+        same = cand[:, None, :] == last[:, :, None]
+        ext = torch.where(same, s["pb"][:, :, None], total[:, :, None]) + cand_lp[:, None, :]
+        # prefix merging: the extension of beam k by token last[k'] is beam k' itself
+        parent = s["hash"][:, None, :] == s["parent"][:, :, None]  # (B, K', K)
+        has_parent = parent.any(-1)
+        parent_slot = parent.int().argmax(-1)
+        pos_match = same & (cand_lp[:, None, :] > NEG_INF)  # (B, K', C): last[k'] among them
+        has_pos = pos_match.any(-1)
+        pos = pos_match.int().argmax(-1)
+        merge = has_parent & has_pos
+        flat = ext.view(b, k * num_cand)
+        idx = parent_slot * num_cand + pos
+        merged = torch.where(merge, flat.gather(1, idx), NEG_INF)
+        new_nb = torch.logaddexp(new_nb, merged)
+        flat = _drop(flat, idx, merge)
+        # the word-level side of every extension
+        node = s["node"][:, :, None].expand(b, k, num_cand)
+        token = cand[:, None, :].expand(b, k, num_cand)
+        new_node, done = lex.advance(node, token)
+        wscore, wcontext = self._word_score(s["context"], s["node"])
+        lm = s["lm"][:, :, None] + torch.where(done, wscore[:, :, None], 0.0)
+        words = s["words"][:, :, None] + done.long()
+        fusion = cfg.alpha * lm + cfg.beta * words + self._penalty(new_node)
+        fresh = flat + fusion.view(b, -1)
+        exist = torch.logaddexp(new_b, new_nb) + s["fusion"]
+        scores = torch.cat([exist, fresh], 1)
+        cut = scores.amax(1, keepdim=True) + cfg.beam_prune_logp
+        scores = torch.where(scores >= cut, scores, NEG_INF)
+        top, sel = scores.topk(k, dim=1)
+        alive = top > NEG_INF
+        is_old = sel < k
+        fresh_idx = (sel - k).clamp(min=0)
+        src = torch.where(is_old, sel, fresh_idx // num_cand)
+        c = fresh_idx % num_cand
+
+        def pick(old: torch.Tensor, fresh_values: torch.Tensor) -> torch.Tensor:
+            return torch.where(
+                is_old, old.gather(1, src), fresh_values.reshape(b, -1).gather(1, fresh_idx)
+            )
+
+        tok = cand.gather(1, c)
+        src_hash = s["hash"].gather(1, src)
+        child_hash = src_hash * _HASH_MUL + (tok + 1) * _HASH_ADD
+        dead = -torch.arange(k, device=self.device).expand(b, -1) - 10
+        context = torch.where(done, wcontext[:, :, None], s["context"][:, :, None])
+        new = {
+            "pb": torch.where(is_old & alive, new_b.gather(1, src), NEG_INF),
+            "pnb": torch.where(alive, pick(new_nb, flat), NEG_INF),
+            "last": torch.where(is_old, last.gather(1, src), tok),
+            "hash": torch.where(alive, torch.where(is_old, src_hash, child_hash), dead),
+            "parent": torch.where(
+                alive, torch.where(is_old, s["parent"].gather(1, src), src_hash), dead - k
+            ),
+            "node": pick(s["node"], new_node),
+            "context": pick(s["context"], context),
+            "lm": pick(s["lm"], lm),
+            "words": pick(s["words"], words),
+            "fusion": pick(s["fusion"], fusion),
+        }
+        return new, src, torch.where(is_old | ~alive, -1, tok)
+
+    def _finish(self, s, trace_src, trace_tok, ev_frame, top) -> list[list[BatchHypothesis]]:
+        """Complete each beam's last word, add ``</s>``, rank; labellings from the trace."""
+        cfg = self.config
+        am = torch.logaddexp(s["pb"], s["pnb"])
+        has_word = s["node"] != 0
+        wscore, wcontext = self._word_score(s["context"], s["node"])
+        lm = s["lm"] + torch.where(has_word, wscore, 0.0)
+        words = s["words"] + has_word.long()
+        if self.lm is not None and cfg.score_boundary:
+            context = torch.where(has_word, wcontext, s["context"])
+            lm = lm + self.lm.score(context, torch.full_like(context, self.lm.eos))[0]
+        score = torch.where(am > NEG_INF, am + cfg.alpha * lm + cfg.beta * words, NEG_INF)
+        score, order = score.sort(1, descending=True)
+        score, order = score[:, :top], order[:, :top]
+        b, k = score.shape
+        src = torch.stack(trace_src).cpu().numpy()  # (E, B, K)
+        tok = torch.stack(trace_tok).cpu().numpy()
+        frames = ev_frame.cpu().numpy()
+        cols = [x.gather(1, order).cpu().numpy() for x in (am, lm, words)]
+        score, order = score.cpu().numpy(), order.cpu().numpy()
+        slots = order.copy()  # walk back from the last step for every (utterance, rank)
+        rows = np.arange(b)[:, None]
+        emitted = np.empty((len(src), b, k), dtype=np.int64)
+        for e in range(len(src) - 1, -1, -1):
+            emitted[e] = tok[e][rows, slots]
+            slots = src[e][rows, slots]
+        out = []
+        for i in range(b):
+            hyps = []
+            for r in range(k):
+                if score[i, r] == NEG_INF:
+                    break
+                steps = np.flatnonzero(emitted[:, i, r] >= 0)
+                hyps.append(
+                    BatchHypothesis(
+                        tokens=emitted[steps, i, r].tolist(),
+                        frames=frames[i, steps].tolist(),
+                        score=float(score[i, r]),
+                        am_score=float(cols[0][i, r]),
+                        lm_score=float(cols[1][i, r]),
+                        num_words=int(cols[2][i, r]),
+                    )
+                )
+            out.append(hyps)
+        return out
+
+
+def _col(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _drop(flat: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``flat`` with the entries ``idx`` where ``mask`` set to -inf (merged into a beam); the
+    others write a spare column (no host sync, unlike boolean indexing)."""
+    spare = flat.new_full((flat.shape[0], 1), NEG_INF)
+    out = torch.cat([flat, spare], 1)
+    out.scatter_(1, torch.where(mask, idx, flat.shape[1]), NEG_INF)
+    return out[:, :-1]
+
+
+def _is_arpa(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(64).lstrip().startswith(b"\\data\\")
