@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from speechssl.asr.lm import LN10
-from speechssl.asr.ngram_tensor import TensorNgramLM
+from speechssl.asr.ngram_tensor import TensorNgramLM, load_tensor_lm
 from speechssl.asr.prefix_search import BLANK, WordScorer
 
 NEG_INF = float("-inf")
@@ -129,7 +129,7 @@ class BatchPrefixSearch:
                         f"the batched beam search reads the LM's ARPA file: {decoder.lm.path} is "
                         f"binary and has no {arpa.name} beside it"
                     )
-            self.lm = TensorNgramLM(arpa, self.device)
+            self.lm = load_tensor_lm(arpa, self.device)
         self.lexicon = TrieLexicon(decoder._scorer, self.lm, self.device)
         self.log_blank_skip = math.log(blank_skip) if blank_skip < 1.0 else math.inf
         # at most e^-m tokens have log-probability >= m: the candidates a frame can have

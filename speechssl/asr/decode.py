@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
+from speechssl.asr.batch_search import BatchPrefixSearch
 from speechssl.asr.lm import LN10, KenLM, load_lm
 from speechssl.asr.prefix_search import BLANK, PrefixSearch, WordScorer
 
@@ -119,6 +120,7 @@ class CTCDecoder:
             unk_score=config.unk_score,
             score_boundary=config.score_boundary,
         )
+        self._batch_searches: dict = {}  # device -> BatchPrefixSearch, built at first use
 
     def _token_roles(self) -> tuple[list[str], list[bool], list[bool]]:
         """Per token: the text it adds to the current word, whether it begins a new word, and
@@ -258,10 +260,14 @@ class CTCDecoder:
             beta=cfg.beta,
         )
         finals = search.run()
-        lp_torch = torch.from_numpy(lp).unsqueeze(0)
+        beams = ((s, am, lm, n, search.labelling(p)) for s, am, lm, n, p in finals)
+        return self._hypotheses(torch.from_numpy(lp).unsqueeze(0), beams)
+
+    def _hypotheses(self, lp_torch: torch.Tensor, beams) -> list[Hypothesis]:
+        """The ``config.nbest`` best of ``beams`` ((score, am, lm, num_words, tokens), best
+        first) with distinct texts, words aligned to ``lp_torch`` (1, T, V)."""
         out, seen = [], set()
-        for score, am, lm_score, num_words, prefix in finals:
-            tokens = search.labelling(prefix)
+        for score, am, lm_score, num_words, tokens in beams:
             text = " ".join(w for w, _, _ in self._word_positions(tokens))
             if text in seen:
                 continue
@@ -272,9 +278,17 @@ class CTCDecoder:
                 break
         return out
 
-    def decode_batch(self, logprobs_list, lengths=None, nj: int = 1) -> list[list[Hypothesis]]:
+    def decode_batch(
+        self, logprobs_list, lengths=None, nj: int = 1, device: str | torch.device | None = None
+    ) -> list[list[Hypothesis]]:
         """Beam search over a batch: a list of (T_i, V) arrays, or a padded (B, T, V) array with
-        ``lengths`` (B,). ``nj`` > 1 decodes in that many forked processes."""
+        ``lengths`` (B,). ``nj`` > 1 decodes in that many forked processes.
+
+        ``device``: None runs the CPU prefix search above; a torch device (``cuda``) runs the
+        batched tensor search (:mod:`speechssl.asr.batch_search`) there, on ``BATCH_UTTS``
+        utterances at a time, with the same n-best lists."""
+        if device is not None:
+            return self._decode_batched(logprobs_list, lengths, torch.device(device))
         if lengths is not None:
             lengths = [
                 int(n) for n in (lengths.tolist() if hasattr(lengths, "tolist") else lengths)
@@ -292,6 +306,50 @@ class CTCDecoder:
                 return pool.map(_decode_forked, range(len(utts)), chunksize=1)
         finally:
             _FORK_JOB = None
+
+    BATCH_UTTS = 64  # utterances per batched search (sorted by length: little padding)
+
+    def _decode_batched(self, logprobs, lengths, device: torch.device) -> list[list[Hypothesis]]:
+        if lengths is None:
+            lengths = [len(x) for x in logprobs]
+        lengths = [int(n) for n in (lengths.tolist() if hasattr(lengths, "tolist") else lengths)]
+        if len(lengths) != len(logprobs):
+            raise ValueError(f"{len(lengths)} lengths for {len(logprobs)} utterances")
+        utts = [_as_tensor(x)[:n] for x, n in zip(logprobs, lengths)]
+        for i, x in enumerate(utts):
+            _check_tensor(x, len(self.tokens), f"utterance {i}")
+        search = self._batch_searches.get(device)
+        if search is None:
+            search = self._batch_searches[device] = BatchPrefixSearch(self, device)
+        order = sorted(range(len(utts)), key=lambda i: len(utts[i]))
+        out: list[list[Hypothesis]] = [[] for _ in utts]
+        for start in range(0, len(order), self.BATCH_UTTS):
+            batch = order[start : start + self.BATCH_UTTS]
+            padded = torch.nn.utils.rnn.pad_sequence([utts[i] for i in batch], batch_first=True)
+            finals = search(padded.to(device), torch.tensor([len(utts[i]) for i in batch]))
+            for i, beams in zip(batch, finals, strict=True):
+                lp_cpu = utts[i].to("cpu", torch.float32).unsqueeze(0)
+                rows = ((h.score, h.am_score, h.lm_score, h.num_words, h.tokens) for h in beams)
+                out[i] = self._hypotheses(lp_cpu, rows)
+        return out
+
+
+def _as_tensor(x) -> torch.Tensor:
+    return x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+
+
+def _check_tensor(lp: torch.Tensor, vocab_size: int, what: str) -> None:
+    """The checks of ``CTCDecoder._check`` on a tensor, where it lies (no copy to the host)."""
+    if lp.dim() != 2 or lp.shape[1] != vocab_size or lp.shape[0] == 0:
+        raise ValueError(
+            f"{what}: expected (T > 0, V = {vocab_size}) log-probabilities, got {tuple(lp.shape)}"
+        )
+    lp = lp.float()
+    if bool((lp.isnan() | lp.isposinf()).any()):
+        raise ValueError(f"{what}: NaN or +inf scores")
+    norm = lp.logsumexp(1).abs().max()
+    if float(norm) > 0.05:
+        raise ValueError(f"{what}: not log-normalised; pass log_softmax(logits, dim=-1)")
 
 
 _FORK_JOB: tuple[CTCDecoder, list[np.ndarray]] | None = None

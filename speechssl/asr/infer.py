@@ -80,12 +80,18 @@ def _model_file(path: str) -> Path:
 
 
 def decode_all(
-    decoder: CTCDecoder, logprobs: dict[str, np.ndarray], mode: str, nj: int = 1
+    decoder: CTCDecoder,
+    logprobs: dict[str, np.ndarray],
+    mode: str,
+    nj: int = 1,
+    search_device: str | None = None,
 ) -> dict[str, list[Hypothesis]]:
+    """Greedy or beam search over every utterance; ``search_device`` (``cuda``): the batched
+    beam search there instead of ``nj`` CPU processes."""
     utts = sorted(logprobs)
     if mode == "greedy":
         return {u: [decoder.greedy(logprobs[u])] for u in utts}
-    results = decoder.decode_batch([logprobs[u] for u in utts], nj=nj)
+    results = decoder.decode_batch([logprobs[u] for u in utts], nj=nj, device=search_device)
     return dict(zip(utts, results, strict=True))
 
 
@@ -98,13 +104,14 @@ def tune_weights(
     alphas: list[float],
     betas: list[float],
     nj: int = 1,
+    search_device: str | None = None,
 ) -> tuple[float, float, list[dict]]:
     """Grid search of (alpha, beta) by WER on ``refs``; returns the best pair and all results."""
     results = []
     for alpha in alphas:
         for beta in betas:
             decoder = CTCDecoder(tokens, lm, replace(config, alpha=alpha, beta=beta, nbest=1))
-            hyps = decode_all(decoder, logprobs, "beam", nj)
+            hyps = decode_all(decoder, logprobs, "beam", nj, search_device)
             summary, _ = score_texts(refs, {u: h[0].text for u, h in hyps.items()})
             results.append({"alpha": alpha, "beta": beta, "wer": summary.wer})
     best = min(results, key=lambda r: (r["wer"], r["alpha"], r["beta"]))
@@ -177,6 +184,7 @@ def decode_data_dir(
     """
     data, out, config = Path(data), Path(out), config or DecoderConfig()
     logprobs, tokens, stride = cached_logprobs(str(model), data, out, device)
+    search_device = device if device.startswith("cuda") else None  # the batched beam search
     tuned: dict = {}
     if weights:  # a tuning run's decode.json: first-pass and (if tuned) rescoring weights
         tuned = json.loads(Path(weights).read_text())
@@ -188,12 +196,12 @@ def decode_data_dir(
     tune_betas = list(tune_betas) or [config.beta]
     if tune_alphas and not rescore_lm:  # tune the first pass
         alpha, beta, grid = tune_weights(
-            tokens, lm, logprobs, refs, config, list(tune_alphas), tune_betas, nj
+            tokens, lm, logprobs, refs, config, list(tune_alphas), tune_betas, nj, search_device
         )
         config = replace(config, alpha=alpha, beta=beta)
         settings.update(alpha=alpha, beta=beta, grid=grid)
     decoder = CTCDecoder(tokens, lm if mode == "beam" else None, config)
-    hyps = decode_all(decoder, logprobs, mode, nj)
+    hyps = decode_all(decoder, logprobs, mode, nj, search_device)
     if rescore_lm:
         r_alpha = tuned.get("rescore_alpha", config.alpha)
         r_beta = tuned.get("rescore_beta", config.beta)

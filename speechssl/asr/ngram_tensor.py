@@ -21,6 +21,7 @@ its scores.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -144,3 +145,16 @@ class TensorNgramLM:
             states = torch.where(miss, self.backoff_state[states], states)
             found |= hit
         return total, out_state
+
+
+def load_tensor_lm(path: str | os.PathLike, device: str | torch.device = "cpu") -> TensorNgramLM:
+    """The ARPA at ``path`` on ``device``, parsed once per file version and device (a weight
+    sweep builds a decoder per (alpha, beta); the LM stays the same)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _load_cached(path, stat.st_mtime_ns, stat.st_size, str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: Path, mtime_ns: int, size: int, device: str) -> TensorNgramLM:
+    return TensorNgramLM(path, device)

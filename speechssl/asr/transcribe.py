@@ -346,13 +346,18 @@ def _window_hypotheses(
         for row, j in enumerate(batch):
             padded[row, : len(pieces[j])] = torch.from_numpy(pieces[j])
         logp, frames = model.logprobs(padded.to(device), lengths.to(device))
-        logp, frames = logp.float().cpu().numpy(), frames.cpu().tolist()
+        frames = frames.cpu().tolist()
         keep = [row for row in range(len(batch)) if frames[row] > 0]
-        utts = [logp[row, : frames[row]] for row in keep]
-        if opts.mode == "greedy":
-            hyps = [[decoder.greedy(lp)] for lp in utts]
+        if opts.mode == "beam" and device.type == "cuda":  # the batched search, on the GPU
+            utts = [logp[row, : frames[row]] for row in keep]
+            hyps = decoder.decode_batch(utts, device=device) if utts else []
         else:
-            hyps = decoder.decode_batch(utts, nj=opts.nj) if utts else []
+            logp = logp.float().cpu().numpy()
+            utts = [logp[row, : frames[row]] for row in keep]
+            if opts.mode == "greedy":
+                hyps = [[decoder.greedy(lp)] for lp in utts]
+            else:
+                hyps = decoder.decode_batch(utts, nj=opts.nj) if utts else []
         for row, h in zip(keep, hyps, strict=True):
             out[batch[row]] = h
     return out

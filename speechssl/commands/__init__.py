@@ -33,11 +33,26 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm", help="KenLM (ARPA or binary) for shallow fusion in beam search")
     p.add_argument("--alpha", type=float, default=DecoderConfig.alpha, help="LM weight")
     p.add_argument("--beta", type=float, default=DecoderConfig.beta, help="word insertion bonus")
-    p.add_argument("--nj", type=int, default=1, help="beam-search processes")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--nj", type=int, default=1, help="beam-search processes (CPU search)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu | cuda | cuda:N: where the model runs; on cuda the beam search runs there "
+        "too, batched (the LM must be an ARPA file or have one beside it)",
+    )
     p.add_argument(
         "--enhance", metavar="MODEL", help="enhance the audio first with this enhancer (model.pt)"
     )
+
+
+def check_device(device: str) -> None:
+    """An ``error:`` line (not a CUDA traceback) for ``--device cuda`` without a GPU."""
+    import torch
+
+    from speechssl.errors import SpeechSSLError
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SpeechSSLError(f"--device {device}: no CUDA device here; use --device cpu")
 
 
 def add_config_options(p: argparse.ArgumentParser, example: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from speechssl.commands import add_decoding_options, comma_separated
+from speechssl.commands import add_decoding_options, check_device, comma_separated
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from speechssl.asr.decode import DecoderConfig
     from speechssl.asr.infer import decode_data_dir
 
+    check_device(args.device)
     config = DecoderConfig(beam=args.beam, alpha=args.alpha, beta=args.beta, nbest=args.nbest)
     data = args.data
     if args.enhance:  # decode an enhanced copy of the data dir, kept in <out>/enhanced

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from speechssl.commands import add_decoding_options
+from speechssl.commands import add_decoding_options, check_device
 from speechssl.errors import SpeechSSLError
 from speechssl.io import atomic_write_text
 
@@ -62,7 +62,6 @@ def tuned_settings(model: str) -> tuple[Path, dict] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from speechssl.asr.decode import CTCDecoder, DecoderConfig
     from speechssl.asr.model import load_model
@@ -89,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
         batch_seconds=args.batch_seconds,
         nj=args.nj,
     )
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SpeechSSLError(f"--device {args.device}: no CUDA device here; use --device cpu")
+    check_device(args.device)
     try:
         model = load_model(args.model, args.device)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
