@@ -52,11 +52,14 @@ def cpu_reference(decoder: CTCDecoder, lp: np.ndarray):
     return [(score, search.labelling(p)) for score, _, _, _, p in search.run()]
 
 
-def assert_same_beams(decoder: CTCDecoder, utts: list[torch.Tensor], device: str = "cpu"):
-    """Every utterance: the batched search's beams = the CPU search's (ids, order, scores)."""
+def assert_same_beams(
+    decoder: CTCDecoder, utts: list[torch.Tensor], device: str = "cpu", static: bool = False
+):
+    """Every utterance: the batched search's beams = the CPU search's (ids, order, scores).
+    ``static``: the fixed-shape steps a CUDA graph replays (here run eagerly)."""
     lengths = torch.tensor([len(u) for u in utts])
     padded = torch.nn.utils.rnn.pad_sequence(utts, batch_first=True)
-    got = BatchPrefixSearch(decoder, device)(padded.to(device), lengths)
+    got = BatchPrefixSearch(decoder, device)(padded.to(device), lengths, static=static)
     compared = 0
     for i, u in enumerate(utts):
         ref = cpu_reference(decoder, u.numpy())
@@ -138,7 +141,8 @@ def test_tensor_lm_matches_kenlm(arpas, order):
 @pytest.mark.parametrize("with_lm", [False, True])
 def test_same_beams_as_the_cpu_search(kind, with_lm, arpas):
     """Random logits and simulated emissions with confusions: every final beam of every
-    utterance (ids, order, scores within 1e-3), beams 1, 8 and 32."""
+    utterance (ids, order, scores within 1e-3), beams 1, 8 and 32; beam 8 also with the
+    fixed-shape steps of the CUDA-graph path."""
     tokens = CHAR_TOKENS if kind == "character" else sentencepiece_tokens()
     lm = KenLM(arpas[3]) if with_lm else None
     _, simulated = make_data(tokens, count=12, seed=5, rate=0.3)
@@ -147,6 +151,8 @@ def test_same_beams_as_the_cpu_search(kind, with_lm, arpas):
     for beam in (1, 8, 32):
         decoder = CTCDecoder(tokens, lm, DecoderConfig(beam=beam, alpha=0.8, beta=1.0))
         compared += assert_same_beams(decoder, utts)
+        if beam == 8:
+            assert_same_beams(decoder, utts, static=True)
     assert compared > 24 * 20  # most utterances fill their beams
 
 
@@ -172,7 +178,7 @@ def test_same_beams_on_a_trained_models_logits(toy_asr_model, tmp_path):
     for beam in (4, 16):
         for lm in (None, KenLM(arpa)):
             decoder = CTCDecoder(model.tokens, lm, DecoderConfig(beam=beam, alpha=0.5, beta=0.5))
-            assert_same_beams(decoder, utts)
+            assert_same_beams(decoder, utts, static=beam == 16)
 
 
 def test_frames_of_the_emitted_tokens():
@@ -243,4 +249,6 @@ def test_same_beams_on_the_gpu(arpas):
     tokens = sentencepiece_tokens()
     _, simulated = make_data(tokens, count=12, seed=5, rate=0.3)
     decoder = CTCDecoder(tokens, KenLM(arpas[4]), DecoderConfig(beam=32, alpha=0.8))
-    assert_same_beams(decoder, [torch.from_numpy(x) for x in simulated], device="cuda")
+    utts = [torch.from_numpy(x) for x in simulated]
+    assert_same_beams(decoder, utts, device="cuda", static=True)  # CUDA graph, Triton LM kernel
+    assert_same_beams(decoder, utts, device="cuda", static=False)  # eager steps

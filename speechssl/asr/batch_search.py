@@ -52,6 +52,22 @@ class BatchHypothesis:
     num_words: int
 
 
+@dataclass
+class _Run:
+    """One batch's search: its inputs by step (``frame``, ``blank``, ``shift``, ``active``:
+    (B, E)), the step number (a (1,) device tensor), the beams' state and the trace."""
+
+    lp: torch.Tensor
+    frame: torch.Tensor
+    blank: torch.Tensor
+    shift: torch.Tensor
+    active: torch.Tensor
+    step: torch.Tensor
+    state: dict[str, torch.Tensor]
+    src: torch.Tensor  # (E, B, K) the slot each beam came from
+    tok: torch.Tensor  # (E, B, K) the token it emitted, -1 for none
+
+
 class TrieLexicon:
     """The decoder's tokens against the LM vocabulary's prefix trie, as tensors.
 
@@ -192,11 +208,20 @@ class BatchPrefixSearch:
     # ---- the search ----------------------------------------------------------------------------
 
     def __call__(
-        self, logprobs: torch.Tensor, lengths: torch.Tensor | None = None, top: int | None = None
+        self,
+        logprobs: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        top: int | None = None,
+        static: bool | None = None,
     ) -> list[list[BatchHypothesis]]:
         """``(B, T, V)`` log-softmax scores (float32 or bf16) and ``(B,)`` frames -> per
         utterance the final beams (the ``top`` best, default all) as
-        :class:`BatchHypothesis`, best first."""
+        :class:`BatchHypothesis`, best first.
+
+        ``static`` (default: on a GPU): every step has the same shapes (all ``max_candidates``
+        candidate slots, the unused ones -inf) and reads its step number from a device tensor,
+        so on a GPU one step is captured as a CUDA graph and replayed (no per-kernel launch
+        cost); off, each step takes only as many candidate slots as its frames need."""
         lp = logprobs.to(self.device)
         b, t, v = lp.shape
         if lengths is None:
@@ -207,29 +232,69 @@ class BatchPrefixSearch:
         normal = (ev_active & ~ev_blank).any(0)
         cand = torch.where(ev_active & ~ev_blank, ev_count, 0).amax(0).clamp(min=1)
         normal, cand = normal.tolist(), cand.clamp(max=self.max_candidates).tolist()
-        state = self._initial(b)
-        trace_src, trace_tok = [], []
-        bi = torch.arange(b, device=self.device)
-        for e, (full, c) in enumerate(zip(normal, cand)):
-            rows = lp[bi, ev_frame[:, e]].double()
-            blank_run = ev_blank[:, e]
+        static = self.device.type == "cuda" if static is None else static
+        steps, k = len(normal), self.config.beam
+        run = _Run(
+            lp=lp, frame=ev_frame, blank=ev_blank, shift=shift, active=ev_active,
+            step=torch.zeros(1, dtype=torch.int64, device=self.device), state=self._initial(b),
+            src=torch.empty(steps, b, k, dtype=torch.int16, device=self.device),
+            tok=torch.empty(steps, b, k, dtype=torch.int32, device=self.device),
+        )  # fmt: skip
+        if static and self.device.type == "cuda":
+            self._replay(run, normal)
+        else:
+            for full, c in zip(normal, cand):
+                self._advance(run, full, self.max_candidates if static else c)
+        return self._finish(run.state, run.src, run.tok, ev_frame, top or self.config.beam)
+
+    def _advance(self, run: _Run, full: bool, num_cand: int) -> None:
+        """Step ``run.step`` for every utterance, in place (the state, the trace, the step)."""
+        b = run.lp.shape[0]
+        at = run.step.expand(b)[:, None]
+        blank_run, active = run.blank.gather(1, at)[:, 0], run.active.gather(1, at)[:, 0]
+        shift = run.shift.gather(1, at)
+        state = run.state
+        ident = self._identity(b)
+        if full:
+            rows = run.lp[torch.arange(b, device=self.device), run.frame.gather(1, at)[:, 0]]
+            new, src, tok = self._step(state, rows.double(), num_cand)
+            keep = ~active | blank_run
+            new = {k: torch.where(_col(keep, x), state[k], x) for k, x in new.items()}
+            src = torch.where(keep[:, None], ident, src)
+            tok = torch.where(keep[:, None], -1, tok)
+        else:
+            new, src, tok = dict(state), ident, torch.full_like(ident, -1)
+        total = torch.logaddexp(state["pb"], state["pnb"])
+        new["pb"] = torch.where(blank_run[:, None], total + shift, new["pb"])
+        new["pnb"] = torch.where(blank_run[:, None], NEG_INF, new["pnb"])
+        stepped = active & ~blank_run
+        new["pnb"] = torch.where(stepped[:, None], new["pnb"] + shift, new["pnb"])
+        for key, value in new.items():
+            state[key].copy_(value)
+        run.src.index_copy_(0, run.step, src[None].to(run.src.dtype))
+        run.tok.index_copy_(0, run.step, tok[None].to(run.tok.dtype))
+        run.step.add_(1)
+
+    def _replay(self, run: _Run, normal: list[bool]) -> None:
+        """The steps with one full step captured as a CUDA graph (warmed up on a side stream,
+        as capture requires); steps where every utterance is in a blank run stay eager."""
+        saved = {key: x.clone() for key, x in run.state.items()}
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self._advance(run, True, self.max_candidates)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._advance(run, True, self.max_candidates)
+        for key, x in saved.items():  # capture ran nothing; the warm-up step is undone
+            run.state[key].copy_(x)
+        run.step.zero_()
+        for full in normal:
             if full:
-                new, src, tok = self._step(state, rows, c)
-                keep = ~ev_active[:, e] | blank_run
-                new = {k: torch.where(_col(keep, x), state[k], x) for k, x in new.items()}
-                src = torch.where(keep[:, None], self._identity(b), src)
-                tok = torch.where(keep[:, None], -1, tok)
+                graph.replay()
             else:
-                new, src, tok = dict(state), self._identity(b), None
-            total = torch.logaddexp(state["pb"], state["pnb"])
-            new["pb"] = torch.where(blank_run[:, None], total + shift[:, e, None], new["pb"])
-            new["pnb"] = torch.where(blank_run[:, None], NEG_INF, new["pnb"])
-            stepped = ev_active[:, e] & ~blank_run
-            new["pnb"] = torch.where(stepped[:, None], new["pnb"] + shift[:, e, None], new["pnb"])
-            state = new
-            trace_src.append(src)
-            trace_tok.append(tok if tok is not None else torch.full_like(src, -1))
-        return self._finish(state, trace_src, trace_tok, ev_frame, top or self.config.beam)
+                self._advance(run, False, self.max_candidates)
 
     def _identity(self, b: int) -> torch.Tensor:
         return torch.arange(self.config.beam, device=self.device).expand(b, -1)
@@ -333,7 +398,7 @@ class BatchPrefixSearch:
         }
         return new, src, torch.where(is_old | ~alive, -1, tok)
 
-    def _finish(self, s, trace_src, trace_tok, ev_frame, top) -> list[list[BatchHypothesis]]:
+    def _finish(self, s, src, tok, ev_frame, top) -> list[list[BatchHypothesis]]:
         """Complete each beam's last word, add ``</s>``, rank; labellings from the trace."""
         cfg = self.config
         am = torch.logaddexp(s["pb"], s["pnb"])
@@ -348,8 +413,7 @@ class BatchPrefixSearch:
         score, order = score.sort(1, descending=True)
         score, order = score[:, :top], order[:, :top]
         b, k = score.shape
-        src = torch.stack(trace_src).cpu().numpy()  # (E, B, K)
-        tok = torch.stack(trace_tok).cpu().numpy()
+        src, tok = src.cpu().numpy().astype(np.int64), tok.cpu().numpy()  # (E, B, K)
         frames = ev_frame.cpu().numpy()
         cols = [x.gather(1, order).cpu().numpy() for x in (am, lm, words)]
         score, order = score.cpu().numpy(), order.cpu().numpy()

@@ -126,10 +126,20 @@ class TensorNgramLM:
     def word_id(self, word: str) -> int:
         return self.words.get(word, self.unk)
 
-    def score(self, states: torch.Tensor, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(
+        self, states: torch.Tensor, words: torch.Tensor, kernel: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """ln P(word | state) and the next state for each (state, word) pair; any shapes that
-        broadcast, int64 ids on this LM's device."""
+        broadcast, int64 ids on this LM's device. ``kernel`` (default: on a GPU): the fused
+        Triton kernel (:mod:`speechssl.kernels.ngram_score`) instead of the torch loop."""
         states, words = torch.broadcast_tensors(states, words)
+        if states.device.type == "cuda" if kernel is None else kernel:
+            from speechssl.kernels.ngram_score import ngram_score  # triton: loaded on first use
+
+            return ngram_score(
+                states, words, self.arc_keys, self.arc_weights, self.arc_targets, self.backoff,
+                self.backoff_state, self.num_words, self.order,
+            )  # fmt: skip
         total = torch.zeros(states.shape, dtype=torch.float64, device=states.device)
         found = torch.zeros(states.shape, dtype=torch.bool, device=states.device)
         out_state = torch.zeros_like(states)
