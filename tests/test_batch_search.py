@@ -181,6 +181,22 @@ def test_same_beams_on_a_trained_models_logits(toy_asr_model, tmp_path):
             assert_same_beams(decoder, utts, static=beam == 16)
 
 
+def test_compiled_step_gives_the_same_beams(arpas):
+    """``compile=True`` (torch.compile of the fixed-shape step, inductor's C++ backend here,
+    generated Triton kernels on a GPU): the same beams as the CPU search."""
+    tokens = sentencepiece_tokens()
+    _, simulated = make_data(tokens, count=6, seed=8, rate=0.3)
+    utts = [torch.from_numpy(x) for x in simulated]
+    decoder = CTCDecoder(tokens, KenLM(arpas[3]), DecoderConfig(beam=6, alpha=0.8))
+    lengths = torch.tensor([len(u) for u in utts])
+    padded = torch.nn.utils.rnn.pad_sequence(utts, batch_first=True)
+    got = BatchPrefixSearch(decoder, compile=True)(padded, lengths, static=True)
+    for u, beams in zip(utts, got):
+        ref = cpu_reference(decoder, u.numpy())
+        assert [h.tokens for h in beams] == [r[1] for r in ref]
+        assert max(abs(h.score - r[0]) for h, r in zip(beams, ref)) < 1e-3
+
+
 def test_frames_of_the_emitted_tokens():
     """Clean simulated emissions: the best labelling is the argmax path's, and each token was
     emitted at the first frame of its run on that path (what timestamps are made of)."""

@@ -127,10 +127,18 @@ class BatchPrefixSearch:
     """Batched CTC prefix beam search with the decoder's tokens, LM and config on ``device``.
 
     ``decoder``: a :class:`speechssl.asr.decode.CTCDecoder` (its LM must be an ARPA file, or a
-    binary one beside its ``.arpa``); ``blank_skip``: see the module docstring.
+    binary one beside its ``.arpa``); ``blank_skip``: see the module docstring; ``compile``:
+    the step through ``torch.compile`` (its elementwise chains fused into generated Triton
+    kernels on a GPU; tens of seconds to compile at the first batch of each shape).
     """
 
-    def __init__(self, decoder, device: str | torch.device = "cpu", blank_skip: float = 1.0):
+    def __init__(
+        self,
+        decoder,
+        device: str | torch.device = "cpu",
+        blank_skip: float = 1.0,
+        compile: bool = False,
+    ):
         self.device = torch.device(device)
         self.config = cfg = decoder.config
         if cfg.beam > 128:
@@ -148,6 +156,8 @@ class BatchPrefixSearch:
             self.lm = load_tensor_lm(arpa, self.device)
         self.lexicon = TrieLexicon(decoder._scorer, self.lm, self.device)
         self.log_blank_skip = math.log(blank_skip) if blank_skip < 1.0 else math.inf
+        if compile:
+            self._step = torch.compile(self._step, dynamic=False)
         # at most e^-m tokens have log-probability >= m: the candidates a frame can have
         self.max_candidates = min(len(decoder.tokens), int(math.exp(-cfg.token_min_logp)) + 1)
 
