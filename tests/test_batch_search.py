@@ -181,6 +181,18 @@ def test_same_beams_on_a_trained_models_logits(toy_asr_model, tmp_path):
             assert_same_beams(decoder, utts, static=beam == 16)
 
 
+def test_token_level_lm_for_sentencepiece(tmp_path):
+    """A token-level n-gram (its words are the sentencepiece pieces, as NeMo's GPU LM uses):
+    kind='phones' scores every piece as it is emitted; the same beams as the CPU search."""
+    tokens = sentencepiece_tokens()
+    pieces = [" ".join(tokens[i] for i in labelling(s, tokens)) for s in markov_sentences(300, 1)]
+    (tmp_path / "text").write_text("\n".join(pieces) + "\n")
+    arpa = build_arpa(tmp_path / "text", tmp_path / "lm.arpa", order=4, discount_fallback=True)
+    _, simulated = make_data(tokens, count=10, seed=12, rate=0.3)
+    decoder = CTCDecoder(tokens, arpa, DecoderConfig(beam=16, alpha=0.5), kind="phones")
+    assert_same_beams(decoder, [torch.from_numpy(x) for x in simulated])
+
+
 def test_compiled_step_gives_the_same_beams(arpas):
     """``compile=True`` (torch.compile of the fixed-shape step, inductor's C++ backend here,
     generated Triton kernels on a GPU): the same beams as the CPU search."""
