@@ -22,7 +22,7 @@ from speechssl.asr.prefix_search import PrefixSearch
 
 
 def cpu_beams(decoder: CTCDecoder, lp) -> list[tuple[float, list[int]]]:
-    cfg = decoder.config
+    cfg, lp = decoder.config, decoder.search_logprobs(lp)
     search = PrefixSearch(
         decoder._scorer, lp, beam=cfg.beam, beam_prune_logp=cfg.beam_prune_logp,
         token_min_logp=cfg.token_min_logp, alpha=cfg.alpha, beta=cfg.beta,

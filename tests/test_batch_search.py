@@ -44,7 +44,7 @@ def arpas(tmp_path_factory):
 
 def cpu_reference(decoder: CTCDecoder, lp: np.ndarray):
     """The CPU search's final beams as (score, labelling), best first."""
-    cfg = decoder.config
+    cfg, lp = decoder.config, decoder.search_logprobs(lp)
     search = PrefixSearch(
         decoder._scorer, lp, beam=cfg.beam, beam_prune_logp=cfg.beam_prune_logp,
         token_min_logp=cfg.token_min_logp, alpha=cfg.alpha, beta=cfg.beta,

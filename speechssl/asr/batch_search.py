@@ -141,6 +141,7 @@ class BatchPrefixSearch:
     ):
         self.device = torch.device(device)
         self.config = cfg = decoder.config
+        self._search_logprobs = decoder.search_logprobs
         if cfg.beam > 128:
             raise ValueError(f"the batched beam search takes beam <= 128, got {cfg.beam}")
         self.lm = None
@@ -232,7 +233,7 @@ class BatchPrefixSearch:
         candidate slots, the unused ones -inf) and reads its step number from a device tensor,
         so on a GPU one step is captured as a CUDA graph and replayed (no per-kernel launch
         cost); off, each step takes only as many candidate slots as its frames need."""
-        lp = logprobs.to(self.device)
+        lp = self._search_logprobs(logprobs.to(self.device))
         b, t, v = lp.shape
         if lengths is None:
             lengths = torch.full((b,), t)

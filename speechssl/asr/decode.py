@@ -49,6 +49,9 @@ class DecoderConfig:
     # pyctcdecode's unk_score_offset: log10 units for a complete word (see prefix_search.py)
     unk_score: float = -10.0
     score_boundary: bool = True  # <s> context at the start and </s> scored at the end
+    # beam search: tokens written <...> (no text) count as blank, so hypotheses that differ only
+    # by them are one (their paths add up to P(text)) instead of filling the beam with copies
+    specials_as_blank: bool = True
 
 
 @dataclass
@@ -121,6 +124,8 @@ class CTCDecoder:
             score_boundary=config.score_boundary,
         )
         self._batch_searches: dict = {}  # device -> BatchPrefixSearch, built at first use
+        specials = [i for i, t in enumerate(self.tokens) if i != BLANK and _SPECIAL.match(t)]
+        self._specials = specials if config.specials_as_blank else []
 
     def _token_roles(self) -> tuple[list[str], list[bool], list[bool]]:
         """Per token: the text it adds to the current word, whether it begins a new word, and
@@ -247,12 +252,27 @@ class CTCDecoder:
         ``logprobs``: (T, V) log-softmax scores of one utterance (numpy or torch)."""
         return self._beam_search(self._check(logprobs))
 
+    def search_logprobs(self, lp):
+        """(..., V) log-probabilities (numpy or torch) as the beam search reads them: with
+        ``specials_as_blank``, the special tokens' probability moved to the blank."""
+        if not self._specials:
+            return lp
+        cols = [BLANK, *self._specials]
+        if isinstance(lp, torch.Tensor):
+            out = lp.clone()
+            out[..., BLANK] = lp[..., cols].float().logsumexp(-1).to(lp.dtype)
+        else:
+            out = lp.copy()
+            out[..., BLANK] = np.logaddexp.reduce(lp[..., cols], axis=-1)
+        out[..., self._specials] = -np.inf
+        return out
+
     def _beam_search(self, lp: np.ndarray) -> list[Hypothesis]:
         self._scorer.trim()
         cfg = self.config
         search = PrefixSearch(
             self._scorer,
-            lp,
+            self.search_logprobs(lp),
             beam=cfg.beam,
             beam_prune_logp=cfg.beam_prune_logp,
             token_min_logp=cfg.token_min_logp,
