@@ -164,6 +164,34 @@ def test_beam_search_without_lm_finds_the_most_probable_labelling():
             assert hyp.score == pytest.approx(hyp.am_score)
 
 
+def test_special_tokens_merge_into_their_text():
+    """A special token (``<x>``, no text) in the vocabulary: every one of the V^T paths summed
+    into its *text* (the labelling without ``<x>``); the beam search's n-best texts and their
+    am scores are those sums (``specials_as_blank``). Without it the search ranks labellings,
+    so a text split over several labellings can lose to a less probable one."""
+    tokens = ["<blank>", "a", "b", "<x>"]
+    config = DecoderConfig(
+        beam=10_000, beta=0.0, beam_prune_logp=-math.inf, token_min_logp=-math.inf, nbest=4
+    )
+    decoder = CTCDecoder(tokens, config=config, kind="character")
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        logits = rng.normal(0, 1.5, (6, 4))
+        logits[:, 3] += 1.0  # the special token takes real mass, as <unk> can
+        lp = torch.from_numpy(logits).log_softmax(-1).numpy()
+        totals: dict[str, float] = {}
+        for path in itertools.product(range(4), repeat=6):
+            label = [k for k, _ in itertools.groupby(path) if k != 0]
+            text = "".join(tokens[k] for k in label if k != 3)
+            logp = float(lp[np.arange(6), path].sum(dtype=np.float64))
+            totals[text] = np.logaddexp(totals.get(text, -np.inf), logp)
+        best = sorted(totals.items(), key=lambda kv: -kv[1])[:4]
+        nbest = decoder.beam_search(lp)
+        assert [h.text.replace(" ", "") for h in nbest] == [text for text, _ in best]
+        for hyp, (_, logp) in zip(nbest, best):
+            assert hyp.am_score == pytest.approx(logp, abs=1e-4)
+
+
 def test_lm_fusion_beats_greedy(char_data, lm):
     refs, logprobs = char_data
     greedy = CTCDecoder(CHAR_TOKENS)
