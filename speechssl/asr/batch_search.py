@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from speechssl.asr.lm import LN10
-from speechssl.asr.ngram_tensor import TensorNgramLM, load_tensor_lm
+from speechssl.asr.ngram_tensor import load_tensor_lm
 from speechssl.asr.prefix_search import BLANK, WordScorer
+from speechssl.asr.trie_lexicon import TrieLexicon
 
 NEG_INF = float("-inf")
 _HASH_MUL = 6364136223846793005  # 64-bit LCG constants (Knuth): labelling hashes
@@ -66,61 +67,6 @@ class _Run:
     state: dict[str, torch.Tensor]
     src: torch.Tensor  # (E, B, K) the slot each beam came from
     tok: torch.Tensor  # (E, B, K) the token it emitted, -1 for none
-
-
-class TrieLexicon:
-    """The decoder's tokens against the LM vocabulary's prefix trie, as tensors.
-
-    Node ids: 0 the empty word, 1.. the vocabulary's prefixes, ``-n`` a partial word of ``n``
-    characters that begins no vocabulary word (without an LM every non-empty word is one).
-    ``advance(node, token)`` is :meth:`WordScorer.advance` on these ids.
-    """
-
-    def __init__(self, scorer: WordScorer, lm: TensorNgramLM | None, device: torch.device) -> None:
-        piece, starts, ends = scorer.piece, scorer.starts_word, scorer.ends_word
-        vocab_size = len(piece)
-        prefixes = sorted(scorer.prefixes or ()) if lm is not None else []
-        node_of = {"": 0, **{p: i + 1 for i, p in enumerate(prefixes)}}
-        node_len = [0] + [len(p) for p in prefixes]
-        # a prefix that is not itself a word completes as <unk>, as KenLM scores it
-        node_word = [lm.unk if lm else 0] + [lm.words.get(p, lm.unk) for p in prefixes]
-        continuing: dict[str, list[int]] = {}
-        for t in range(vocab_size):
-            if piece[t] and not starts[t] and not ends[t]:
-                continuing.setdefault(piece[t], []).append(t)
-        keys, targets = [], []
-        for p, node in node_of.items():  # every (prefix, piece) -> longer prefix
-            for i in range(len(p)):
-                for t in continuing.get(p[i:], ()):
-                    keys.append(node_of[p[:i]] * vocab_size + t)
-                    targets.append(node)
-        role = [0 if s or e else (1 if not p else 2) for p, s, e in zip(piece, starts, ends)]
-        start = [node_of.get(p, -len(p)) if p else 0 for p in piece]
-        keys_t = torch.tensor(keys or [-1], dtype=torch.int64)
-        keys_t, perm = keys_t.sort()
-        self.vocab_size = vocab_size
-        self.edge_keys = keys_t.to(device)
-        self.edge_targets = torch.tensor(targets or [0], dtype=torch.int64)[perm].to(device)
-        self.role = torch.tensor(role, device=device)  # 0 word boundary, 1 no text, 2 continues
-        self.start_node = torch.tensor(start, dtype=torch.int64, device=device)
-        self.piece_len = torch.tensor([len(p) for p in piece], device=device)
-        self.node_len = torch.tensor(node_len, dtype=torch.int64, device=device)
-        self.node_word = torch.tensor(node_word, dtype=torch.int64, device=device)
-
-    def length(self, node: torch.Tensor) -> torch.Tensor:
-        return torch.where(node >= 0, self.node_len[node.clamp(min=0)], -node)
-
-    def advance(self, node: torch.Tensor, token: torch.Tensor):
-        """(the partial word after ``token``, whether ``token`` completed a non-empty word)."""
-        role = self.role[token]
-        key = node * self.vocab_size + token
-        pos = torch.searchsorted(self.edge_keys, key).clamp_(max=len(self.edge_keys) - 1)
-        found = (node >= 0) & (self.edge_keys[pos] == key)
-        grown = torch.where(
-            found, self.edge_targets[pos], -(self.length(node) + self.piece_len[token])
-        )
-        new = torch.where(role == 0, self.start_node[token], torch.where(role == 1, node, grown))
-        return new, (role == 0) & (node != 0)
 
 
 class BatchPrefixSearch:
@@ -333,8 +279,17 @@ class BatchPrefixSearch:
         }
 
     def _step(self, s: dict[str, torch.Tensor], rows: torch.Tensor, num_cand: int):
-        """One frame for every utterance: ``rows`` (B, V) float64 log-probabilities."""
-        cfg, lex = self.config, self.lexicon
+        """One frame for every utterance (``rows``: (B, V) float64 log-probabilities): the
+        state after it, and per new slot its source slot and emitted token (-1: none)."""
+        new_b, new_nb, cand, ext = self._extend(s, rows, num_cand)
+        fresh = self._fresh(s, cand)
+        return self._select(s, new_b, new_nb, cand, ext, fresh)
+
+    def _extend(self, s: dict[str, torch.Tensor], rows: torch.Tensor, num_cand: int):
+        """CTC side: each beam after a blank (``new_b``) or a repeat (``new_nb``), and its
+        extensions (B, K * C) by the frame's candidates ``cand`` (B, C); an extension that is
+        a beam already (prefix merging) is added to that beam's ``new_nb`` and dropped."""
+        cfg = self.config
         b, k = s["pb"].shape
         best = rows.amax(1, keepdim=True)
         ok = (rows >= cfg.token_min_logp) | (rows == best)  # the frame's candidates
@@ -342,70 +297,67 @@ class BatchPrefixSearch:
         blank = torch.where(ok[:, BLANK], rows[:, BLANK], NEG_INF)
         new_b = total + blank[:, None]
         last = s["last"]
-        last_lp = rows.gather(1, last)
         repeat_ok = ok.gather(1, last) & (last != BLANK)
-        new_nb = torch.where(repeat_ok, s["pnb"] + last_lp, NEG_INF)
-        # extensions by the frame's candidate tokens (B, K, C)
+        new_nb = torch.where(repeat_ok, s["pnb"] + rows.gather(1, last), NEG_INF)
         cand_lp, cand = torch.where(ok, rows, NEG_INF).topk(num_cand, dim=1)
         cand_lp = torch.where(cand == BLANK, NEG_INF, cand_lp)
-        same = cand[:, None, :] == last[:, :, None]
+        same = cand[:, None, :] == last[:, :, None]  # a repeat needs a blank in between
         ext = torch.where(same, s["pb"][:, :, None], total[:, :, None]) + cand_lp[:, None, :]
-        # prefix merging: the extension of beam k by token last[k'] is beam k' itself
+        # the extension of beam k by token last[k'] is beam k' itself if k' extends k
         parent = s["hash"][:, None, :] == s["parent"][:, :, None]  # (B, K', K)
-        has_parent = parent.any(-1)
-        parent_slot = parent.int().argmax(-1)
-        pos_match = same & (cand_lp[:, None, :] > NEG_INF)  # (B, K', C): last[k'] among them
-        has_pos = pos_match.any(-1)
-        pos = pos_match.int().argmax(-1)
-        merge = has_parent & has_pos
+        pos_match = same & (cand_lp[:, None, :] > NEG_INF)  # (B, K', C): last[k'] offered
+        merge = parent.any(-1) & pos_match.any(-1)
+        idx = parent.int().argmax(-1) * num_cand + pos_match.int().argmax(-1)
         flat = ext.view(b, k * num_cand)
-        idx = parent_slot * num_cand + pos
-        merged = torch.where(merge, flat.gather(1, idx), NEG_INF)
-        new_nb = torch.logaddexp(new_nb, merged)
-        flat = _drop(flat, idx, merge)
-        # the word-level side of every extension
-        node = s["node"][:, :, None].expand(b, k, num_cand)
-        token = cand[:, None, :].expand(b, k, num_cand)
-        new_node, done = lex.advance(node, token)
+        new_nb = torch.logaddexp(new_nb, torch.where(merge, flat.gather(1, idx), NEG_INF))
+        return new_b, new_nb, cand, _drop(flat, idx, merge)
+
+    def _fresh(self, s: dict[str, torch.Tensor], cand: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Word side of every extension (B, K, C): partial word, LM context, LM score, words,
+        fusion score (alpha * lm + beta * words + the partial-word penalty)."""
+        cfg = self.config
+        b, k = s["node"].shape
+        node = s["node"][:, :, None].expand(b, k, cand.shape[1])
+        new_node, done = self.lexicon.advance(node, cand[:, None, :].expand_as(node))
         wscore, wcontext = self._word_score(s["context"], s["node"])
         lm = s["lm"][:, :, None] + torch.where(done, wscore[:, :, None], 0.0)
         words = s["words"][:, :, None] + done.long()
-        fusion = cfg.alpha * lm + cfg.beta * words + self._penalty(new_node)
-        fresh = flat + fusion.view(b, -1)
+        return {
+            "node": new_node,
+            "context": torch.where(done, wcontext[:, :, None], s["context"][:, :, None]),
+            "lm": lm,
+            "words": words,
+            "fusion": cfg.alpha * lm + cfg.beta * words + self._penalty(new_node),
+        }
+
+    def _select(self, s, new_b, new_nb, cand, ext, fresh):
+        """Prune by ``beam_prune_logp`` and keep the K best of the beams and extensions."""
+        b, k = s["pb"].shape
+        num_cand = cand.shape[1]
         exist = torch.logaddexp(new_b, new_nb) + s["fusion"]
-        scores = torch.cat([exist, fresh], 1)
-        cut = scores.amax(1, keepdim=True) + cfg.beam_prune_logp
-        scores = torch.where(scores >= cut, scores, NEG_INF)
-        top, sel = scores.topk(k, dim=1)
-        alive = top > NEG_INF
-        is_old = sel < k
+        scores = torch.cat([exist, ext + fresh["fusion"].view(b, -1)], 1)
+        cut = scores.amax(1, keepdim=True) + self.config.beam_prune_logp
+        top, sel = torch.where(scores >= cut, scores, NEG_INF).topk(k, dim=1)
+        alive, is_old = top > NEG_INF, sel < k
         fresh_idx = (sel - k).clamp(min=0)
         src = torch.where(is_old, sel, fresh_idx // num_cand)
-        c = fresh_idx % num_cand
 
-        def pick(old: torch.Tensor, fresh_values: torch.Tensor) -> torch.Tensor:
-            return torch.where(
-                is_old, old.gather(1, src), fresh_values.reshape(b, -1).gather(1, fresh_idx)
-            )
+        def pick(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+            return torch.where(is_old, old.gather(1, src), new.reshape(b, -1).gather(1, fresh_idx))
 
-        tok = cand.gather(1, c)
+        tok = cand.gather(1, fresh_idx % num_cand)
         src_hash = s["hash"].gather(1, src)
         child_hash = src_hash * _HASH_MUL + (tok + 1) * _HASH_ADD
         dead = -torch.arange(k, device=self.device).expand(b, -1) - 10
-        context = torch.where(done, wcontext[:, :, None], s["context"][:, :, None])
         new = {
             "pb": torch.where(is_old & alive, new_b.gather(1, src), NEG_INF),
-            "pnb": torch.where(alive, pick(new_nb, flat), NEG_INF),
-            "last": torch.where(is_old, last.gather(1, src), tok),
+            "pnb": torch.where(alive, pick(new_nb, ext), NEG_INF),
+            "last": torch.where(is_old, s["last"].gather(1, src), tok),
             "hash": torch.where(alive, torch.where(is_old, src_hash, child_hash), dead),
             "parent": torch.where(
                 alive, torch.where(is_old, s["parent"].gather(1, src), src_hash), dead - k
             ),
-            "node": pick(s["node"], new_node),
-            "context": pick(s["context"], context),
-            "lm": pick(s["lm"], lm),
-            "words": pick(s["words"], words),
-            "fusion": pick(s["fusion"], fusion),
+            **{key: pick(s[key], fresh[key]) for key in fresh},
         }
         return new, src, torch.where(is_old | ~alive, -1, tok)
 
