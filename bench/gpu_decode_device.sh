@@ -6,6 +6,8 @@
 # first, here, from the repository root:
 #   ../shared/device/fetch-wheels.sh kenlm pyctcdecode pygtrie jiwer rapidfuzz flashlight-text
 #   python bench/gpu_decode.py --prepare bench/gpu_decode_data      # texts, tokens, 4-gram ARPA
+#   (optional) mkdir bench/gpu_decode_data/real and copy a decode dir's logprobs.pt and its ARPA
+#   there as logprobs.pt and lm.arpa (egs/synth: exp/asr/fbank/decode/test_beam_lm, lm/3gram)
 # then run, from the repository root there, carrying .whl and bench/gpu_decode_data:
 #   bash bench/gpu_decode_device.sh [more bench/gpu_decode.py options]
 # The log (gpu_decode.log) and all numbers (gpu_decode.json, rewritten after each vocabulary,
@@ -36,6 +38,11 @@ main() {
     return 3
   fi
   nvidia-smi --query-gpu=name,memory.total,clocks.max.memory --format=csv,noheader || true
+  if [ -f "$data/real/logprobs.pt" ]; then  # a real model's logits: every beam vs the CPU search
+    echo "== batched search on the GPU vs the CPU search, real logits"
+    timeout 90 python3 bench/batch_search_agreement.py --logits "$data/real/logprobs.pt" \
+      --lm "$data/real/lm.arpa" --beams 10,128 --device cuda || echo "warning: agreement run failed"
+  fi
   local left=$((budget - SECONDS))
   echo "== setup took $SECONDS s; the bench gets $left s"
   # SIGINT first: Python prints where it was; the JSON holds the vocabularies already done
