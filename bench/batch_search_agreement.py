@@ -18,16 +18,6 @@ import torch
 
 from speechssl.asr.batch_search import BatchPrefixSearch
 from speechssl.asr.decode import CTCDecoder, DecoderConfig
-from speechssl.asr.prefix_search import PrefixSearch
-
-
-def cpu_beams(decoder: CTCDecoder, lp) -> list[tuple[float, list[int]]]:
-    cfg, lp = decoder.config, decoder.search_logprobs(lp)
-    search = PrefixSearch(
-        decoder._scorer, lp, beam=cfg.beam, beam_prune_logp=cfg.beam_prune_logp,
-        token_min_logp=cfg.token_min_logp, alpha=cfg.alpha, beta=cfg.beta,
-    )  # fmt: skip
-    return [(score, search.labelling(p)) for score, _, _, _, p in search.run()]
 
 
 def compare(decoder: CTCDecoder, utts: list[torch.Tensor], device: str) -> dict:
@@ -38,7 +28,7 @@ def compare(decoder: CTCDecoder, utts: list[torch.Tensor], device: str) -> dict:
     got = search(padded.to(device), lengths)
     batched = time.perf_counter() - start
     start = time.perf_counter()
-    ref = [cpu_beams(decoder, u.numpy()) for u in utts]
+    ref = [[(x[0], x[4]) for x in decoder.prefix_beams(u.numpy())] for u in utts]
     cpu = time.perf_counter() - start
     beams = sum(len(r) for r in ref)
     differ = sum([h.tokens for h in g] != [x[1] for x in r] for g, r in zip(got, ref))

@@ -25,7 +25,6 @@ from speechssl.asr.batch_search import BatchPrefixSearch
 from speechssl.asr.decode import CTCDecoder, DecoderConfig
 from speechssl.asr.lm import LN10, KenLM, build_arpa, build_binary
 from speechssl.asr.ngram_tensor import TensorNgramLM
-from speechssl.asr.prefix_search import PrefixSearch
 
 require_lmplz()
 
@@ -44,12 +43,7 @@ def arpas(tmp_path_factory):
 
 def cpu_reference(decoder: CTCDecoder, lp: np.ndarray):
     """The CPU search's final beams as (score, labelling), best first."""
-    cfg, lp = decoder.config, decoder.search_logprobs(lp)
-    search = PrefixSearch(
-        decoder._scorer, lp, beam=cfg.beam, beam_prune_logp=cfg.beam_prune_logp,
-        token_min_logp=cfg.token_min_logp, alpha=cfg.alpha, beta=cfg.beta,
-    )  # fmt: skip
-    return [(score, search.labelling(p)) for score, _, _, _, p in search.run()]
+    return [(beam[0], beam[4]) for beam in decoder.prefix_beams(lp)]
 
 
 def assert_same_beams(

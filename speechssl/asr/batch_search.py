@@ -92,14 +92,13 @@ class BatchPrefixSearch:
             raise ValueError(f"the batched beam search takes beam <= 128, got {cfg.beam}")
         self.lm = None
         if decoder.lm is not None:
-            arpa = decoder.lm.path
-            if not _is_arpa(arpa):
-                arpa = arpa.with_suffix(".arpa")
-                if not arpa.is_file() or not _is_arpa(arpa):
-                    raise ValueError(
-                        f"the batched beam search reads the LM's ARPA file: {decoder.lm.path} is "
-                        f"binary and has no {arpa.name} beside it"
-                    )
+            arpa = decoder.lm.arpa
+            if arpa is None:
+                path = decoder.lm.path
+                raise ValueError(
+                    f"the batched beam search reads the LM's ARPA file: {path} is binary and "
+                    f"has no {path.with_suffix('.arpa').name} beside it"
+                )
             self.lm = load_tensor_lm(arpa, self.device)
         self.lexicon = TrieLexicon(decoder._scorer, self.lm, self.device)
         self.log_blank_skip = math.log(blank_skip) if blank_skip < 1.0 else math.inf
@@ -418,8 +417,3 @@ def _drop(flat: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Te
     out = torch.cat([flat, spare], 1)
     out.scatter_(1, torch.where(mask, idx, flat.shape[1]), NEG_INF)
     return out[:, :-1]
-
-
-def _is_arpa(path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(64).lstrip().startswith(b"\\data\\")

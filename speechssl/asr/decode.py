@@ -267,7 +267,9 @@ class CTCDecoder:
         out[..., self._specials] = -np.inf
         return out
 
-    def _beam_search(self, lp: np.ndarray) -> list[Hypothesis]:
+    def prefix_beams(self, lp: np.ndarray) -> list[tuple[float, float, float, int, list[int]]]:
+        """The CPU prefix search's final beams of one utterance ((T, V) float32 log-softmax) as
+        (score, am, lm, num_words, labelling), best first: the reference of the batched search."""
         self._scorer.trim()
         cfg = self.config
         search = PrefixSearch(
@@ -279,9 +281,10 @@ class CTCDecoder:
             alpha=cfg.alpha,
             beta=cfg.beta,
         )
-        finals = search.run()
-        beams = ((s, am, lm, n, search.labelling(p)) for s, am, lm, n, p in finals)
-        return self._hypotheses(torch.from_numpy(lp).unsqueeze(0), beams)
+        return [(s, am, lm, n, search.labelling(p)) for s, am, lm, n, p in search.run()]
+
+    def _beam_search(self, lp: np.ndarray) -> list[Hypothesis]:
+        return self._hypotheses(torch.from_numpy(lp).unsqueeze(0), self.prefix_beams(lp))
 
     def _hypotheses(self, lp_torch: torch.Tensor, beams) -> list[Hypothesis]:
         """The ``config.nbest`` best of ``beams`` ((score, am, lm, num_words, tokens), best

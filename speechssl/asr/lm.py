@@ -170,13 +170,19 @@ class KenLM:
         except (OSError, RuntimeError) as e:
             raise ValueError(f"cannot load language model {self.path}: {e}") from e
         if vocab is None:
-            arpa = self.path if _is_arpa(self.path) else self.path.with_suffix(".arpa")
-            vocab = read_arpa_unigrams(arpa) if arpa.is_file() and _is_arpa(arpa) else None
+            arpa = self.arpa
+            vocab = None if arpa is None else read_arpa_unigrams(arpa)
         self.vocab = None if vocab is None else frozenset(vocab)
         self._prefixes: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return f"KenLM({str(self.path)!r}, order={self.order})"
+
+    @property
+    def arpa(self) -> Path | None:
+        """The LM's ARPA file: its own path, or for a binary file a sibling ``<stem>.arpa``."""
+        arpa = self.path if _is_arpa(self.path) else self.path.with_suffix(".arpa")
+        return arpa if arpa.is_file() and _is_arpa(arpa) else None
 
     @property
     def order(self) -> int:

@@ -348,16 +348,15 @@ def _window_hypotheses(
         logp, frames = model.logprobs(padded.to(device), lengths.to(device))
         frames = frames.cpu().tolist()
         keep = [row for row in range(len(batch)) if frames[row] > 0]
-        if opts.mode == "beam" and device.type == "cuda":  # the batched search, on the GPU
-            utts = [logp[row, : frames[row]] for row in keep]
-            hyps = decoder.decode_batch(utts, device=device) if utts else []
-        else:
+        gpu_search = opts.mode == "beam" and device.type == "cuda"  # batched, on the GPU
+        if not gpu_search:
             logp = logp.float().cpu().numpy()
-            utts = [logp[row, : frames[row]] for row in keep]
-            if opts.mode == "greedy":
-                hyps = [[decoder.greedy(lp)] for lp in utts]
-            else:
-                hyps = decoder.decode_batch(utts, nj=opts.nj) if utts else []
+        utts = [logp[row, : frames[row]] for row in keep]
+        if opts.mode == "greedy":
+            hyps = [[decoder.greedy(lp)] for lp in utts]
+        else:
+            search_device = device if gpu_search else None
+            hyps = decoder.decode_batch(utts, nj=opts.nj, device=search_device) if utts else []
         for row, h in zip(keep, hyps, strict=True):
             out[batch[row]] = h
     return out
