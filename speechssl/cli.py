@@ -82,16 +82,26 @@ def _log_to_terminal() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Without ``argv`` this is the program itself (console script,
+    ``python -m speechssl.cli``); a caller passing ``argv`` may run several commands in one
+    process."""
+    program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     _log_to_terminal()
     # only the named command's parser is built: its library imports (torch) wait until needed
     chosen = [m for m in COMMANDS if argv and _command_name(m) == argv[0]]
     try:
         args = build_parser(chosen or COMMANDS).parse_args(argv)
-        return args.run(args)
+        code = args.run(args)
     except ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        code = 1
+    if program and "torch.distributed" in sys.modules:
+        from speechssl.train.distributed import exit_process, in_process_group
+
+        if in_process_group():  # the program is a torchrun worker: see exit_process
+            exit_process(int(code or 0))
+    return code
 
 
 def command_main(name: str):

@@ -214,7 +214,7 @@ from test_trainer import make_model, small_config
 
 from speechssl.data.dataset import AudioDataset
 from speechssl.train import Trainer
-from speechssl.train.distributed import cleanup
+from speechssl.train.distributed import exit_process
 
 data_dir, exp = sys.argv[1], Path(sys.argv[2])
 model = make_model(dropout=0.0)
@@ -223,7 +223,7 @@ trainer = Trainer(model, AudioDataset(data_dir, crop=None), cfg, exp)
 trainer.train()
 if trainer.dist.rank == 0:
     torch.save(model.state_dict(), exp / "params.pt")
-cleanup()
+exit_process(0)
 """
 
 
@@ -250,6 +250,14 @@ def test_ddp_two_ranks_equal_one_process(data_dir: Path, padded, tmp_path: Path)
     assert diff <= 1e-5
     ddp_losses = [r["loss"] for r in records(tmp_path / "ddp")]
     assert ddp_losses == pytest.approx([r["loss"] for r in records(tmp_path / "one")], abs=1e-5)
+
+
+def test_exit_process_keeps_the_code_and_buffered_output() -> None:
+    """A torchrun worker ends through os._exit (see exit_process): what it printed into a
+    pipe's buffer still arrives, and the exit status is the one given."""
+    code = "from speechssl.train.distributed import exit_process\nprint('kept')\nexit_process(3)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout) == (3, "kept\n"), proc.stderr[-2000:]
 
 
 def test_checkpoint_contents_load_weights_only(padded, tmp_path: Path) -> None:
