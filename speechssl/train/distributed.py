@@ -63,16 +63,21 @@ def init_distributed(device: torch.device) -> DistInfo:
     return info
 
 
+def in_process_group() -> bool:
+    """Whether this process joined a process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over processes, in place (unchanged for a single process)."""
-    if dist.is_available() and dist.is_initialized():
+    if in_process_group():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
 def all_gather_object(obj: object) -> list[object]:
     """Every process's ``obj``, by rank (``[obj]`` for a single process)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not in_process_group():
         return [obj]
     out: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
@@ -81,7 +86,7 @@ def all_gather_object(obj: object) -> list[object]:
 
 def cleanup() -> None:
     """Leave the process group: wait for every rank, then destroy it."""
-    if dist.is_available() and dist.is_initialized():
+    if in_process_group():
         dist.barrier()
         dist.destroy_process_group()
 
@@ -109,8 +114,3 @@ def exit_process(code: int = 0) -> NoReturn:
         except (OSError, ValueError):
             pass
     os._exit(code)
-
-
-def in_process_group() -> bool:
-    """Whether this process joined a process group."""
-    return dist.is_available() and dist.is_initialized()
