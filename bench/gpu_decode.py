@@ -247,7 +247,7 @@ def kernel_seconds(fn, runs: int) -> tuple[float | None, float | None]:
             for _ in range(runs):
                 fn()
         events = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
-        kernel = [e.time_range.elapsed_us() for e in events if "argmax_keep" in e.name]
+        kernel = [e.time_range.elapsed_us() for e in events if "_argmax_kernel" in e.name]
         total = sum(e.time_range.elapsed_us() for e in events) / runs
         return (float(np.median(kernel)) / 1e6 if kernel else None), total / 1e6
     except Exception as err:  # noqa: BLE001 - a profiler problem costs only these columns
@@ -279,6 +279,30 @@ def bench_greedy(b: Batch, dtype, args, device) -> dict:
                     f"{extra['torch_argmax_s'] * 1e6:.0f} us; {note}")  # fmt: skip
     name = str(dtype).removeprefix("torch.") + (", kernel" if kernel else ", e2e")
     return b.row("ctc_greedy_batch", name, texts, kernel or e2e, note, **extra)
+
+
+def bench_greedy_spans(b: Batch, args, device) -> dict:
+    """``CTCDecoder.greedy_batch`` (what ``transcribe --device cuda`` runs: the kernel, then
+    each token's frames and peak on the device) against ``CTCDecoder.greedy`` per utterance on
+    the CPU: the same texts, tokens and word frames, and the time of each."""
+    decoder = CTCDecoder(b.tokens)
+    call = lambda: decoder.greedy_batch(b.x, b.lengths)  # noqa: E731
+    got = call()
+    t0 = time.perf_counter()
+    want = [decoder.greedy(lp) for lp in b.lps]
+    cpu = time.perf_counter() - t0
+
+    def key(h):
+        return h.tokens, [(w.word, w.start_frame, w.end_frame) for w in h.words]
+
+    differ = sum(key(g) != key(w) for g, w in zip(got, want, strict=True))
+    am_gap = max(abs(g.am_score - w.am_score) for g, w in zip(got, want))
+    e2e = timed(call, args.repeats, device)
+    note = (f"{differ} of {len(want)} utterances differ from CTCDecoder.greedy (max am gap "
+            f"{am_gap:.1e}); CPU greedy {cpu * 1e3:.0f} ms = {cpu / e2e:.3g}x this")  # fmt: skip
+    print(f"  greedy_batch: {note}")
+    return [b.row("CTCDecoder.greedy_batch", "fp32, e2e, spans", [h.text for h in got], e2e,
+                  note, differ=differ, am_gap=am_gap, cpu_greedy_s=cpu)]  # fmt: skip
 
 
 def bench_beam(b: Batch, decoder, setting, args, device) -> list[dict]:
@@ -445,6 +469,7 @@ def bench_vocab(entry, meta, lm_path, args, device, work) -> list[dict]:
           f"({b.lengths.min()}-{b.lengths.max()}), {sum(b.seconds):.0f} s of audio; emissions "
           f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
     rows = [bench_greedy(b, dtype, args, device) for dtype in (torch.bfloat16, torch.float32)]
+    rows += guarded(bench_greedy_spans, b, args, device)
     for lm in (None, lm_path):
         # no LM: no word bonus either (pyctcdecode has none without an LM)
         cfg = DecoderConfig(beam=args.beam, alpha=args.alpha, beta=args.beta if lm else 0.0,
@@ -474,6 +499,9 @@ def acceptance(rows: list[dict]) -> list[str]:
         if r["decoder"] == "ctc_greedy_batch" and v >= 1024 and "floor_ratio" in r:
             check(r["floor_ratio"] <= 2, f"greedy, V={v}, {r['setting']}: kernel "
                   f"{r['floor_ratio']:.2f}x the bandwidth floor (target <= 2x)")  # fmt: skip
+        if r["decoder"] == "CTCDecoder.greedy_batch":
+            check(r["differ"] == 0, f"greedy_batch, V={v}: {r['differ']} utterances differ "
+                  f"from CTCDecoder.greedy (target 0)")  # fmt: skip
         if r["decoder"] != "BatchPrefixSearch" or "skip" in r["setting"]:
             continue
         setting, variant = r["setting"].removesuffix(", compiled"), r["setting"]

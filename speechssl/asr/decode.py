@@ -30,6 +30,7 @@ import torchaudio.functional as AF
 from speechssl.asr.batch_search import BatchPrefixSearch
 from speechssl.asr.lm import LN10, KenLM, load_lm
 from speechssl.asr.prefix_search import BLANK, PrefixSearch, WordScorer
+from speechssl.kernels.ctc_greedy import ctc_greedy_spans
 
 WORD_DELIMITER = "|"
 WORD_START = "▁"
@@ -189,8 +190,29 @@ class CTCDecoder:
         path = lp.argmax(axis=1)
         frame_logp = lp[np.arange(len(path)), path]
         tokens, starts, ends, peaks = _token_spans(path, frame_logp)
+        return self._greedy_hypothesis(
+            tokens, starts, ends, peaks, float(frame_logp.sum(dtype=np.float64))
+        )
+
+    def greedy_batch(self, logprobs: torch.Tensor, lengths=None) -> list[Hypothesis]:
+        """:meth:`greedy` for each utterance of a padded ``(B, T, V)`` tensor (``lengths``: (B,)
+        frames), decoded where it lies: on a GPU one Triton kernel reads the scores once
+        (:mod:`speechssl.kernels.ctc_greedy`) and only the tokens' frame spans and peaks come
+        to the host. Unlike :meth:`greedy` it does not check that the frames are log-normalised
+        (that would read the scores again); an utterance of no frames gives an empty text."""
+        if logprobs.dim() != 3 or logprobs.shape[2] != len(self.tokens):
+            raise ValueError(
+                f"expected (B, T, V = {len(self.tokens)}) log-probabilities, "
+                f"got {tuple(logprobs.shape)}"
+            )
+        spans = ctc_greedy_spans(logprobs.detach(), lengths, blank=BLANK)
+        return [
+            self._greedy_hypothesis(s.tokens, s.starts, s.ends, s.peaks, s.path_score)
+            for s in spans
+        ]
+
+    def _greedy_hypothesis(self, tokens, starts, ends, peaks, am: float) -> Hypothesis:
         words = self._align_words(tokens, starts, ends, peaks)
-        am = float(frame_logp.sum(dtype=np.float64))
         return Hypothesis(
             text=" ".join(w.word for w in words),
             tokens=tokens,

@@ -346,20 +346,28 @@ def _window_hypotheses(
         for row, j in enumerate(batch):
             padded[row, : len(pieces[j])] = torch.from_numpy(pieces[j])
         logp, frames = model.logprobs(padded.to(device), lengths.to(device))
-        frames = frames.cpu().tolist()
-        keep = [row for row in range(len(batch)) if frames[row] > 0]
-        gpu_search = opts.mode == "beam" and device.type == "cuda"  # batched, on the GPU
-        if not gpu_search:
-            logp = logp.float().cpu().numpy()
-        utts = [logp[row, : frames[row]] for row in keep]
-        if opts.mode == "greedy":
-            hyps = [[decoder.greedy(lp)] for lp in utts]
-        else:
-            search_device = device if gpu_search else None
-            hyps = decoder.decode_batch(utts, nj=opts.nj, device=search_device) if utts else []
+        keep = [row for row, n in enumerate(frames.cpu().tolist()) if n > 0]
+        hyps = _decode_rows(decoder, logp, frames, keep, opts)
         for row, h in zip(keep, hyps, strict=True):
             out[batch[row]] = h
     return out
+
+
+def _decode_rows(decoder: CTCDecoder, logp: torch.Tensor, frames: torch.Tensor, keep, opts):
+    """The n-best lists of rows ``keep`` of a batch's (B, T, V) log-probabilities, decoded
+    where they lie: on a GPU by the Triton greedy kernel or the batched beam search (the
+    scores are not copied to the host), else by the CPU decoder."""
+    on_gpu = logp.device.type == "cuda"
+    if opts.mode == "greedy" and on_gpu:
+        found = decoder.greedy_batch(logp, frames)
+        return [[found[row]] for row in keep]
+    scores, counts = (logp if on_gpu else logp.float().cpu().numpy()), frames.tolist()
+    utts = [scores[row, : counts[row]] for row in keep]
+    if opts.mode == "greedy":
+        return [[decoder.greedy(lp)] for lp in utts]
+    if not utts:
+        return []
+    return decoder.decode_batch(utts, nj=opts.nj, device=logp.device if on_gpu else None)
 
 
 @dataclass(frozen=True)
