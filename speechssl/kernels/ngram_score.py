@@ -31,21 +31,22 @@ def _ngram_score_kernel(
     nxt = tl.zeros([BLOCK], tl.int64)
     for _ in tl.static_range(ORDER):
         key = state * num_words + word
+        todo = mask & (found == 0)  # a query already found reads no more arcs
         lo = tl.zeros([BLOCK], tl.int64)
         hi = tl.zeros([BLOCK], tl.int64) + num_arcs
         for _s in tl.static_range(STEPS):  # lower bound: the first key >= key
             open_ = lo < hi
             mid = (lo + hi) // 2
-            less = tl.load(keys_ptr + mid, mask=mask & open_, other=0) < key
+            less = tl.load(keys_ptr + mid, mask=todo & open_, other=0) < key
             lo = tl.where(open_ & less, mid + 1, lo)
             hi = tl.where(open_ & ~less, mid, hi)
         pos = tl.minimum(lo, num_arcs - 1)
-        hit = (found == 0) & (tl.load(keys_ptr + pos, mask=mask, other=-1) == key)
-        miss = (found == 0) & ~hit
-        total += tl.where(hit, tl.load(weights_ptr + pos, mask=mask & hit, other=0.0), 0.0)
-        nxt = tl.where(hit, tl.load(targets_ptr + pos, mask=mask & hit, other=0), nxt)
-        total += tl.where(miss, tl.load(backoff_ptr + state, mask=mask & miss, other=0.0), 0.0)
-        state = tl.where(miss, tl.load(backoff_state_ptr + state, mask=mask & miss, other=0), state)
+        hit = todo & (tl.load(keys_ptr + pos, mask=todo, other=-1) == key)
+        miss = todo & ~hit
+        total += tl.where(hit, tl.load(weights_ptr + pos, mask=hit, other=0.0), 0.0)
+        nxt = tl.where(hit, tl.load(targets_ptr + pos, mask=hit, other=0), nxt)
+        total += tl.where(miss, tl.load(backoff_ptr + state, mask=miss, other=0.0), 0.0)
+        state = tl.where(miss, tl.load(backoff_state_ptr + state, mask=miss, other=0), state)
         found = tl.where(hit, 1, found)
     tl.store(logp_ptr + offs, total, mask=mask)
     tl.store(next_ptr + offs, nxt, mask=mask)
