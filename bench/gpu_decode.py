@@ -6,6 +6,8 @@ Per vocabulary (V = 32 characters; V = 500 and 4096 sentencepiece-style word pie
 ``blank_skip=0.95``), the 1-best checked against the CPU search on a few utterances; then the
 peers on the same log-probabilities. Prints real-time factors (audio s / wall s, a frame = 20 ms)
 and WER against the simulated utterances' texts, issue 18's targets, and a table last.
+Greedy runs at every V before any beam search, so a run cut short still has the bandwidth line;
+the JSON (``--out``) is rewritten after each vocabulary's greedy and beam rows.
 
     python bench/gpu_decode.py --tiny                      # CPU smoke run (B=4, ~200 frames)
     python bench/gpu_decode.py --prepare bench/gpu_decode_data   # here: texts, tokens, 4-gram
@@ -462,14 +464,23 @@ def guarded(bench, *args) -> list[dict]:
 # ---- the run -----------------------------------------------------------------------------------
 
 
-def bench_vocab(entry, meta, lm_path, args, device, work) -> list[dict]:
+def load_vocab(entry, meta, args, device) -> Batch:
     t0 = time.perf_counter()
     b = Batch.load(entry, meta["seed"], args.frame_ms, device)
     print(f"\nV = {len(b.tokens)}: {len(b.lps)} utterances, {int(b.lengths.sum())} frames "
           f"({b.lengths.min()}-{b.lengths.max()}), {sum(b.seconds):.0f} s of audio; emissions "
           f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
+    return b
+
+
+def greedy_rows(b: Batch, args, device) -> list[dict]:
     rows = [bench_greedy(b, dtype, args, device) for dtype in (torch.bfloat16, torch.float32)]
-    rows += guarded(bench_greedy_spans, b, args, device)
+    return rows + guarded(bench_greedy_spans, b, args, device)
+
+
+def beam_rows(b: Batch, lm_path, args, device, work) -> list[dict]:
+    print(f"\nV = {len(b.tokens)}: beam search")
+    rows = []
     for lm in (None, lm_path):
         # no LM: no word bonus either (pyctcdecode has none without an LM)
         cfg = DecoderConfig(beam=args.beam, alpha=args.alpha, beta=args.beta if lm else 0.0,
@@ -547,7 +558,7 @@ def parse_args(argv):
     p.add_argument("--prepare", metavar="DIR", help="build the data into DIR and stop")
     p.add_argument("--data", metavar="DIR", help="read what --prepare built (B, frames, V, LM)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", help="write all numbers as JSON here (rewritten after each V)")
+    p.add_argument("--out", help="write all numbers as JSON here (rewritten as rows come)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--frames", type=int, default=1500, help="mean frames an utterance")
     p.add_argument("--vocabs", type=int, nargs="+", default=[32, 500, 4096])
@@ -601,10 +612,18 @@ def main(argv: list[str] | None = None) -> int:
               f"({lm.stat().st_size / 1e6:.1f} MB ARPA); beam {args.beam}, alpha {args.alpha}, "
               f"beta {args.beta}, prune {args.beam_prune_logp}, token_min {args.token_min_logp}")  # fmt: skip
         results = dict(machine=machine(device), args=vars(args), rows=[])
-        for entry in meta["vocabs"]:
-            results["rows"] += bench_vocab(entry, meta, lm, args, device, work)
+
+        def save(rows: list[dict]) -> None:
+            results["rows"] += rows
             if args.out:
                 Path(args.out).write_text(json.dumps(results, indent=1))
+
+        # greedy at every V first (seconds): a run cut short still has the bandwidth line
+        batches = [load_vocab(entry, meta, args, device) for entry in meta["vocabs"]]
+        for b in batches:
+            save(greedy_rows(b, args, device))
+        for b in batches:
+            save(beam_rows(b, lm, args, device, work))
     results["acceptance"] = acceptance(results["rows"])
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))

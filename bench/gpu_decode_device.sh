@@ -10,8 +10,9 @@
 #   there as logprobs.pt and lm.arpa (egs/synth: exp/asr/fbank/decode/test_beam_lm, lm/3gram)
 # then run, from the repository root there, carrying .whl and bench/gpu_decode_data:
 #   bash bench/gpu_decode_device.sh [more bench/gpu_decode.py options]
-# The log (gpu_decode.log) and all numbers (gpu_decode.json, rewritten after each vocabulary,
-# so a run cut short keeps what it finished) land in $OUT.
+# The log (gpu_decode.log) and all numbers (gpu_decode.json, rewritten after greedy at each
+# vocabulary and after each vocabulary's beams, so a run cut short keeps what it finished) land
+# in $OUT.
 set -uo pipefail
 
 out=${OUT:-/tmp/gpu_decode_out}
