@@ -307,14 +307,13 @@ def bench_greedy_spans(b: Batch, args, device) -> dict:
                   note, differ=differ, am_gap=am_gap, cpu_greedy_s=cpu)]  # fmt: skip
 
 
-def bench_beam(b: Batch, decoder, setting, args, device) -> list[dict]:
-    """Exact, blank skipping, and (for ``--compile-vocabs``) the torch.compile'd step."""
+def bench_beam(b: Batch, decoder, setting, args, device, compiled: bool = False) -> list[dict]:
+    """Exact and blank skipping (CUDA-graph steps on a GPU), or with ``compiled`` the exact
+    search with the torch.compile'd step."""
     rows = []
-    variants = [(1.0, False), (0.95, False)]
-    if len(b.tokens) in args.compile_vocabs:
-        variants.append((1.0, True))
-    for skip, compiled in variants:
-        search = BatchPrefixSearch(decoder, device, blank_skip=skip, compile=compiled)
+    variants = [(1.0, True)] if compiled else [(1.0, False), (0.95, False)]
+    for skip, step_compiled in variants:
+        search = BatchPrefixSearch(decoder, device, blank_skip=skip, compile=step_compiled)
         t0 = time.perf_counter()  # warm-up at the batch's shape (a compiled step is per shape)
         search(b.x[:, :200], b.lengths.clamp(max=200), top=1)
         warm = time.perf_counter() - t0
@@ -323,7 +322,7 @@ def bench_beam(b: Batch, decoder, setting, args, device) -> list[dict]:
         wall = time.perf_counter() - t0
         texts = [text(decoder, h[0].tokens) if h else "" for h in hyps]
         note = "frames with P(blank) >= 0.95 skipped (inexact)"
-        if compiled:
+        if step_compiled:
             note = f"torch.compile'd step; compile + warm-up {warm:.0f} s"
         elif skip == 1.0:  # the CPU reference search on the first few utterances
             n = min(args.check_utts, len(b.lps))
@@ -331,7 +330,9 @@ def bench_beam(b: Batch, decoder, setting, args, device) -> list[dict]:
                        for i in range(n))  # fmt: skip
             note = f"1-best = CPU CTCDecoder.beam_search on {same}/{n}"
         label = (
-            setting + ("" if skip == 1.0 else ", skip 0.95") + (", compiled" if compiled else "")
+            setting
+            + ("" if skip == 1.0 else ", skip 0.95")
+            + (", compiled" if step_compiled else "")
         )
         rows.append(b.row("BatchPrefixSearch", label, texts, wall, note))
     return rows
@@ -478,23 +479,48 @@ def greedy_rows(b: Batch, args, device) -> list[dict]:
     return rows + guarded(bench_greedy_spans, b, args, device)
 
 
-def beam_rows(b: Batch, lm_path, args, device, work) -> list[dict]:
-    print(f"\nV = {len(b.tokens)}: beam search")
-    rows = []
+def _decoders(b: Batch, lm_path, args):
+    """(setting, LM path, decoder) without an LM and with the 4-gram."""
     for lm in (None, lm_path):
         # no LM: no word bonus either (pyctcdecode has none without an LM)
         cfg = DecoderConfig(beam=args.beam, alpha=args.alpha, beta=args.beta if lm else 0.0,
                             beam_prune_logp=args.beam_prune_logp,
                             token_min_logp=args.token_min_logp)  # fmt: skip
-        decoder = CTCDecoder(b.tokens, lm, cfg)
-        setting = f"beam {cfg.beam}, " + ("4-gram" if lm else "no LM")
+        yield (
+            f"beam {cfg.beam}, " + ("4-gram" if lm else "no LM"),
+            lm,
+            CTCDecoder(b.tokens, lm, cfg),
+        )
+
+
+def beam_rows(b: Batch, lm_path, args, device, work) -> list[dict]:
+    print(f"\nV = {len(b.tokens)}: beam search")
+    rows = []
+    for setting, lm, decoder in _decoders(b, lm_path, args):
         rows += bench_beam(b, decoder, setting, args, device)
         print(f"  {setting}: batched search done")
         n = min(args.peer_utts or len(b.lps), len(b.lps))
+        cfg = decoder.config
         rows += guarded(bench_pyctcdecode, b, lm, cfg, setting, n)
         rows += guarded(bench_flashlight, b, lm, cfg, setting, n, decoder, work)
         if lm is None and device.type == "cuda":
             rows += guarded(bench_cuctc, b, cfg, decoder, work)
+    return rows
+
+
+def compiled_rows(b: Batch, lm_path, with_lm: bool, args, device, deadline: float) -> list[dict]:
+    """The torch.compile'd step (tens of seconds to compile a shape), only while
+    ``--compile-reserve-s`` is left before the deadline."""
+    rows = []
+    for setting, lm, decoder in _decoders(b, lm_path, args):
+        if (lm is not None) != with_lm:
+            continue
+        left = deadline - time.monotonic()
+        if left < args.compile_reserve_s:
+            print(f"  V = {len(b.tokens)}, {setting}, compiled: skipped, {left:.0f} s left")
+            continue
+        rows += guarded(bench_beam, b, decoder, setting, args, device, True)
+        print(f"  V = {len(b.tokens)}, {setting}: compiled step done")
     return rows
 
 
@@ -564,8 +590,20 @@ def parse_args(argv):
     p.add_argument("--vocabs", type=int, nargs="+", default=[32, 500, 4096])
     p.add_argument("--lm-sentences", type=int, default=20000)
     p.add_argument("--beam", type=int, default=10)
-    p.add_argument("--compile-vocabs", type=int, nargs="*", default=[500],
-                   help="V whose beam runs also time the torch.compile'd step")  # fmt: skip
+    p.add_argument(
+        "--compile-vocabs",
+        type=int,
+        nargs="*",
+        help="V whose beam runs also time the torch.compile'd step, run last (default 32 500; "
+        "none with --tiny)",
+    )
+    p.add_argument(
+        "--time-budget-s",
+        type=float,
+        help="seconds this run may take (compiled steps are skipped near the end)",
+    )
+    p.add_argument("--compile-reserve-s", type=float, default=75.0,
+                   help="a compiled variant starts only with this much of the budget left")  # fmt: skip
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--beam-prune-logp", type=float, default=-10.0)
@@ -578,10 +616,11 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cuctc-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.compile_vocabs is None:
+        args.compile_vocabs = [] if args.tiny else [32, 500]
     if args.tiny:
         args.batch, args.frames, args.vocabs, args.lm_sentences = 4, 200, [32, 500], 2000
         args.beam, args.repeats, args.peer_utts, args.check_utts = 4, 3, 0, 4
-        args.compile_vocabs = []
     return args
 
 
@@ -590,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cuctc_child:
         cuctc_child(args.cuctc_child)
         return 0
+    t_start = time.monotonic()
     device = torch.device(args.device)
     logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
     print(machine(device))
@@ -624,6 +664,10 @@ def main(argv: list[str] | None = None) -> int:
             save(greedy_rows(b, args, device))
         for b in batches:
             save(beam_rows(b, lm, args, device, work))
+        deadline = t_start + (args.time_budget_s or float("inf"))
+        for with_lm in (False, True):  # last: what a short budget can do without
+            for b in (b for b in batches if len(b.tokens) in args.compile_vocabs):
+                save(compiled_rows(b, lm, with_lm, args, device, deadline))
     results["acceptance"] = acceptance(results["rows"])
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))

@@ -48,7 +48,7 @@ main() {
   echo "== setup took $SECONDS s; the bench gets $left s"
   # SIGINT first: Python prints where it was; the JSON holds the vocabularies already done
   timeout --signal=INT --kill-after=20 "$left" python3 bench/gpu_decode.py --data "$data" \
-    --device cuda --out "$out/gpu_decode.json" "$@"
+    --device cuda --out "$out/gpu_decode.json" --time-budget-s $((left - 20)) "$@"
   local rc=$?
   [ "$rc" -eq 124 ] && echo "timed out after $left s: $out/gpu_decode.json has what finished"
   echo "== total $SECONDS s, exit status $rc"
