@@ -30,7 +30,6 @@ import torchaudio.functional as AF
 from speechssl.asr.batch_search import BatchPrefixSearch
 from speechssl.asr.lm import LN10, KenLM, load_lm
 from speechssl.asr.prefix_search import BLANK, PrefixSearch, WordScorer
-from speechssl.kernels.ctc_greedy import ctc_greedy_spans
 
 WORD_DELIMITER = "|"
 WORD_START = "▁"
@@ -205,6 +204,9 @@ class CTCDecoder:
                 f"expected (B, T, V = {len(self.tokens)}) log-probabilities, "
                 f"got {tuple(logprobs.shape)}"
             )
+        # triton is imported at first use: a process decides its interpreter mode first
+        from speechssl.kernels.ctc_greedy import ctc_greedy_spans
+
         spans = ctc_greedy_spans(logprobs.detach(), lengths, blank=BLANK)
         return [
             self._greedy_hypothesis(s.tokens, s.starts, s.ends, s.peaks, s.path_score)
