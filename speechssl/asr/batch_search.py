@@ -74,8 +74,9 @@ class BatchPrefixSearch:
 
     ``decoder``: a :class:`speechssl.asr.decode.CTCDecoder` (its LM must be an ARPA file, or a
     binary one beside its ``.arpa``); ``blank_skip``: see the module docstring; ``compile``:
-    the step through ``torch.compile`` (its elementwise chains fused into generated Triton
-    kernels on a GPU; tens of seconds to compile at the first batch of each shape).
+    each step, the state update included, through ``torch.compile`` (on a GPU its ~180 small
+    kernels fused into a few generated Triton kernels, the step's launches being what limits
+    the search there; tens of seconds to compile at the first batch of each shape).
     """
 
     def __init__(
@@ -102,8 +103,8 @@ class BatchPrefixSearch:
             self.lm = load_tensor_lm(arpa, self.device)
         self.lexicon = TrieLexicon(decoder._scorer, self.lm, self.device)
         self.log_blank_skip = math.log(blank_skip) if blank_skip < 1.0 else math.inf
-        if compile:
-            self._step = torch.compile(self._step, dynamic=False)
+        if compile:  # the whole step with its state update: one graph, few fused kernels
+            self._advance = torch.compile(self._advance, dynamic=False)
         # at most e^-m tokens have log-probability >= m: the candidates a frame can have
         self.max_candidates = min(len(decoder.tokens), int(math.exp(-cfg.token_min_logp)) + 1)
 
