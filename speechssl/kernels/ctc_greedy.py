@@ -29,8 +29,9 @@ try:
 except ImportError:  # pragma: no cover - triton ships with the pinned torch
     triton = None
 
-# (BLOCK_T, BLOCK_V, num_warps): 2,048-value tiles for 4 warps (16 values a thread) where the
-# rows are short, 4,096 where they are long (wide rows load in wider vectors: fewer registers)
+# (BLOCK_T, BLOCK_V, num_warps): tiles of 1,024-8,192 scores, 8-32 a thread; a narrow tall tile
+# costs more registers than a wide one of the same size (bench/ptxas_tiles.py), so the tiles grow
+# in width, not height
 TILES = [(32, 32, 4), (64, 32, 4), (128, 32, 8), (16, 64, 4), (16, 128, 4), (16, 256, 4),
          (8, 512, 4), (4, 1024, 4), (16, 512, 8), (8, 1024, 8)]  # fmt: skip
 
