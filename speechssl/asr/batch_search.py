@@ -103,8 +103,9 @@ class BatchPrefixSearch:
             self.lm = load_tensor_lm(arpa, self.device)
         self.lexicon = TrieLexicon(decoder._scorer, self.lm, self.device)
         self.log_blank_skip = math.log(blank_skip) if blank_skip < 1.0 else math.inf
+        self.compiled = compile
         if compile:  # the whole step with its state update: one graph, few fused kernels
-            self._advance = torch.compile(self._advance, dynamic=False)
+            self._full_step = torch.compile(self._full_step, dynamic=False)
         # at most e^-m tokens have log-probability >= m: the candidates a frame can have
         self.max_candidates = min(len(decoder.tokens), int(math.exp(-cfg.token_min_logp)) + 1)
 
@@ -175,7 +176,7 @@ class BatchPrefixSearch:
         utterance the final beams (the ``top`` best, default all) as
         :class:`BatchHypothesis`, best first.
 
-        ``static`` (default: on a GPU): every step has the same shapes (all ``max_candidates``
+        ``static`` (default: on a GPU, or compiled): every step has the same shapes (all ``max_candidates``
         candidate slots, the unused ones -inf) and reads its step number from a device tensor,
         so on a GPU one step is captured as a CUDA graph and replayed (no per-kernel launch
         cost); off, each step takes only as many candidate slots as its frames need."""
@@ -189,7 +190,8 @@ class BatchPrefixSearch:
         normal = (ev_active & ~ev_blank).any(0)
         cand = torch.where(ev_active & ~ev_blank, ev_count, 0).amax(0).clamp(min=1)
         normal, cand = normal.tolist(), cand.clamp(max=self.max_candidates).tolist()
-        static = self.device.type == "cuda" if static is None else static
+        if static is None:  # compiled: one shape, else a compile per candidate count
+            static = self.device.type == "cuda" or self.compiled
         steps, k = len(normal), self.config.beam
         run = _Run(
             lp=lp, frame=ev_frame, blank=ev_blank, shift=shift, active=ev_active,
@@ -210,17 +212,32 @@ class BatchPrefixSearch:
         at = run.step.expand(b)[:, None]
         blank_run, active = run.blank.gather(1, at)[:, 0], run.active.gather(1, at)[:, 0]
         shift = run.shift.gather(1, at)
-        state = run.state
-        ident = self._identity(b)
         if full:
             rows = run.lp[torch.arange(b, device=self.device), run.frame.gather(1, at)[:, 0]]
-            new, src, tok = self._step(state, rows.double(), num_cand)
-            keep = ~active | blank_run
-            new = {k: torch.where(_col(keep, x), state[k], x) for k, x in new.items()}
-            src = torch.where(keep[:, None], ident, src)
-            tok = torch.where(keep[:, None], -1, tok)
+            src, tok = self._full_step(run.state, rows, blank_run, active, shift, num_cand)
         else:
-            new, src, tok = dict(state), ident, torch.full_like(ident, -1)
+            src = self._identity(b)
+            tok = torch.full_like(src, -1)
+            self._update(run.state, dict(run.state), blank_run, active, shift)
+        run.src.index_copy_(0, run.step, src[None].to(run.src.dtype))
+        run.tok.index_copy_(0, run.step, tok[None].to(run.tok.dtype))
+        run.step.add_(1)
+
+    def _full_step(self, state, rows, blank_run, active, shift, num_cand: int):
+        """A full step of ``state`` in place from the frame's ``rows`` (B, V); the new slots'
+        sources and tokens. Its inputs are (B, ...) only, so ``compile`` builds it once per
+        batch size, whatever the utterances' lengths."""
+        new, src, tok = self._step(state, rows.double(), num_cand)
+        keep = ~active | blank_run
+        new = {k: torch.where(_col(keep, x), state[k], x) for k, x in new.items()}
+        src = torch.where(keep[:, None], self._identity(rows.shape[0]), src)
+        tok = torch.where(keep[:, None], -1, tok)
+        self._update(state, new, blank_run, active, shift)
+        return src, tok
+
+    @staticmethod
+    def _update(state, new, blank_run, active, shift) -> None:
+        """``state`` := ``new`` with a blank run's or a single-token run's held frames added."""
         total = torch.logaddexp(state["pb"], state["pnb"])
         new["pb"] = torch.where(blank_run[:, None], total + shift, new["pb"])
         new["pnb"] = torch.where(blank_run[:, None], NEG_INF, new["pnb"])
@@ -228,9 +245,6 @@ class BatchPrefixSearch:
         new["pnb"] = torch.where(stepped[:, None], new["pnb"] + shift, new["pnb"])
         for key, value in new.items():
             state[key].copy_(value)
-        run.src.index_copy_(0, run.step, src[None].to(run.src.dtype))
-        run.tok.index_copy_(0, run.step, tok[None].to(run.tok.dtype))
-        run.step.add_(1)
 
     def _replay(self, run: _Run, normal: list[bool]) -> None:
         """The steps with one full step captured as a CUDA graph (warmed up on a side stream,
