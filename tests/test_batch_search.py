@@ -20,6 +20,7 @@ from test_decode import (
     markov_sentences,
     sentencepiece_tokens,
 )
+from torch._dynamo.utils import counters
 
 from speechssl.asr.batch_search import BatchPrefixSearch
 from speechssl.asr.decode import CTCDecoder, DecoderConfig
@@ -196,11 +197,21 @@ def test_compiled_step_gives_the_same_beams(arpas):
     decoder = CTCDecoder(tokens, KenLM(arpas[3]), DecoderConfig(beam=6, alpha=0.8))
     lengths = torch.tensor([len(u) for u in utts])
     padded = torch.nn.utils.rnn.pad_sequence(utts, batch_first=True)
-    got = BatchPrefixSearch(decoder, compile=True)(padded, lengths, static=True)
+    search = BatchPrefixSearch(decoder, compile=True)
+    got = search(padded, lengths, static=True)
     for u, beams in zip(utts, got):
         ref = cpu_reference(decoder, u.numpy())
         assert [h.tokens for h in beams] == [r[1] for r in ref]
         assert max(abs(h.score - r[0]) for h, r in zip(beams, ref)) < 1e-3
+    # a batch of other lengths reuses the compiled step: no recompile (the step's inputs are
+    # (B, ...) only; with the length in them dynamo recompiled per batch, then gave up: eager)
+    graphs = counters["stats"]["unique_graphs"]
+    short = [u[: len(u) // 2 + 3] for u in utts]
+    again = search(torch.nn.utils.rnn.pad_sequence(short, batch_first=True),
+                   torch.tensor([len(u) for u in short]))  # fmt: skip
+    assert counters["stats"]["unique_graphs"] == graphs
+    for u, beams in zip(short, again):
+        assert [h.tokens for h in beams] == [r[1] for r in cpu_reference(decoder, u.numpy())]
 
 
 def test_frames_of_the_emitted_tokens():
