@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+# Triton picks interpreted or compiled at each @triton.jit, when its module is imported. Without a
+# GPU every kernel test runs interpreted, so the mode is set here, before any test module can
+# import triton (one that imported torch._dynamo at collection broke every kernel test after it).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from speechssl.data.audio import write_wav
 from speechssl.data.kaldi import write_data_dir

@@ -20,7 +20,6 @@ from test_decode import (
     markov_sentences,
     sentencepiece_tokens,
 )
-from torch._dynamo.utils import counters
 
 from speechssl.asr.batch_search import BatchPrefixSearch
 from speechssl.asr.decode import CTCDecoder, DecoderConfig
@@ -205,6 +204,8 @@ def test_compiled_step_gives_the_same_beams(arpas):
         assert max(abs(h.score - r[0]) for h, r in zip(beams, ref)) < 1e-3
     # a batch of other lengths reuses the compiled step: no recompile (the step's inputs are
     # (B, ...) only; with the length in them dynamo recompiled per batch, then gave up: eager)
+    from torch._dynamo.utils import counters  # imports triton: at run time, not at collection
+
     graphs = counters["stats"]["unique_graphs"]
     short = [u[: len(u) // 2 + 3] for u in utts]
     again = search(torch.nn.utils.rnn.pad_sequence(short, batch_first=True),
