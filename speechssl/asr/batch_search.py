@@ -176,10 +176,11 @@ class BatchPrefixSearch:
         utterance the final beams (the ``top`` best, default all) as
         :class:`BatchHypothesis`, best first.
 
-        ``static`` (default: on a GPU, or compiled): every step has the same shapes (all ``max_candidates``
-        candidate slots, the unused ones -inf) and reads its step number from a device tensor,
-        so on a GPU one step is captured as a CUDA graph and replayed (no per-kernel launch
-        cost); off, each step takes only as many candidate slots as its frames need."""
+        ``static`` (default: on a GPU, or compiled): every step has the same shapes (all
+        ``max_candidates`` candidate slots, the unused ones -inf) and reads its step number
+        from a device tensor, so on a GPU one step is captured as a CUDA graph and replayed
+        (no per-kernel launch cost); off, each step takes only as many candidate slots as its
+        frames need."""
         lp = self._search_logprobs(logprobs.to(self.device))
         b, t, v = lp.shape
         if lengths is None:

@@ -10,9 +10,9 @@ and peak score, and each utterance's path score, for word timestamps and confide
 
 Block sizes: a tile of ``BLOCK_T`` frames x ``BLOCK_V`` scores (``TILES``: none spills or needs
 more than 128 registers a thread on an H100, ``bench/ptxas_tiles.py``); on a GPU
-``triton.autotune`` picks the fastest per vocabulary size at the first call (about a second). On a CPU tensor the
-same kernel runs under Triton's interpreter when ``TRITON_INTERPRET=1`` (the tests), else a
-PyTorch version of the same steps. The CPU reference it is tested against is
+``triton.autotune`` picks the fastest per vocabulary size at the first call (about a second).
+On a CPU tensor the same kernel runs under Triton's interpreter when ``TRITON_INTERPRET=1``
+(the tests), else a PyTorch version of the same steps. The CPU reference it is tested against is
 :meth:`speechssl.asr.decode.CTCDecoder.greedy`.
 """
 
@@ -119,10 +119,10 @@ def best_path(
     return ids, best, lengths
 
 
-def _keep(ids: torch.Tensor, blank: int) -> torch.Tensor:
-    """Frames that emit a token: valid, not blank, not a repeat of the previous frame."""
+def _run_starts(ids: torch.Tensor) -> torch.Tensor:
+    """Valid frames whose argmax differs from the previous frame's: where each run starts."""
     prev = torch.nn.functional.pad(ids[:, :-1], (1, 0), value=-1)
-    return (ids >= 0) & (ids != blank) & (ids != prev)
+    return (ids >= 0) & (ids != prev)
 
 
 def _split(flat: list, counts: list[int]) -> list[list]:
@@ -139,7 +139,7 @@ def ctc_greedy_batch(
     """``(B, T, V)`` logits (or log-probabilities) and ``(B,)`` valid frames -> each
     utterance's greedy CTC labelling (repeats merged, blanks removed) as token ids."""
     ids, _, _ = best_path(logits, lengths)
-    keep = _keep(ids, blank)
+    keep = _run_starts(ids) & (ids != blank)
     counts = keep.sum(1)
     packed = ids[keep]  # row-major: each utterance's kept ids in order, compacted on the device
     return _split(packed.cpu().tolist(), counts.cpu().tolist())  # only the kept ids move
@@ -163,14 +163,13 @@ def ctc_greedy_spans(
     ids, best, lengths = best_path(logits, lengths)
     b, t = ids.shape
     valid = ids >= 0
-    prev = torch.nn.functional.pad(ids[:, :-1], (1, 0), value=-1)
-    run_start = valid & (ids != prev)
+    run_start = _run_starts(ids)
     run = torch.cumsum(run_start.flatten().long(), 0) - 1  # each frame's run, row-major
-    num_runs = int(run[-1]) + 1 if run.numel() else 0
     row, start = run_start.nonzero(as_tuple=True)
-    peak = torch.full((num_runs,), float("-inf"), device=ids.device)
+    peak = torch.full((len(row),), float("-inf"), device=ids.device)
     peak.scatter_reduce_(0, run[valid.flatten()], best.flatten()[valid.flatten()], "amax")
-    same_row = torch.cat([row[1:] == row[:-1], row.new_zeros(min(1, num_runs), dtype=torch.bool)])
+    same_row = torch.zeros_like(row, dtype=torch.bool)  # the next run is in the same utterance
+    same_row[:-1] = row[1:] == row[:-1]
     end = torch.where(same_row, torch.roll(start, -1), lengths[row])
     label = ids[row, start]
     keep = label != blank
